@@ -54,7 +54,7 @@ func TestBadFlockExits1AndLeavesFileAlone(t *testing.T) {
 	}
 	cases := []struct {
 		name, content, want string
-		noFile             bool
+		noFile              bool
 	}{
 		{name: "missing file", noFile: true, want: "file does not exist"},
 		{name: "invalid json", content: string(good[:len(good)/2]), want: "invalid JSON"},

@@ -195,4 +195,3 @@ func PushBusybox(ctx context.Context, ref string, opts Options) error {
 	}
 	return Push(ctx, ref, img)
 }
-
