@@ -40,19 +40,11 @@ build:
 
 ## build-all: one binary per line of `targets` → build/reagent-<os>-<arch>[v<variant>]
 build-all:
-	@set -e; while IFS=/ read -r os arch variant; do \
-	  [ -n "$$os" ] || continue; \
-	  name=$$arch; [ -n "$$variant" ] && name=$${arch}v$$variant; \
-	  echo "build $$os/$$name"; \
-	  GOOS=$$os GOARCH=$$arch GOARM=$$variant $(GO) build -trimpath \
-	    -ldflags "-s -w $(LDFLAGS_X)=$$name" -o build/reagent-$$os-$$name ./src; \
-	done < targets
+	./scripts/build-all.sh build
 
 ## build-all-docker: build-all inside an image built from Dockerfile.build
 build-all-docker:
-	docker build -f Dockerfile.build -t reagent-builder:$(VERSION) .
-	id=$$(docker create reagent-builder:$(VERSION)) && \
-	  docker cp $$id:/src/build/. build/ && docker rm $$id >/dev/null
+	./scripts/build-all-docker.sh
 
 ## devcloud: the local stand-in for the IronFlock cloud → build/devcloud
 devcloud:
