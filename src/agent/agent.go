@@ -22,6 +22,8 @@ import (
 	"reagent/src/config"
 	"reagent/src/logs"
 	"reagent/src/release"
+	"reagent/src/system"
+	"reagent/src/wamp"
 )
 
 // Options are what main hands over.
@@ -29,6 +31,12 @@ type Options struct {
 	Flags  *config.Flags
 	Flock  *config.Flock
 	Stdout io.Writer // console for -prettyLogging; os.Stdout when nil
+
+	// For in-package tests: withSession adds procedures to the session
+	// before it runs; runner replaces the command runner of reboot,
+	// shutdown and restart.
+	withSession func(*wamp.Session)
+	runner      system.Runner
 }
 
 // ShutdownTimeout bounds the graceful shutdown after SIGINT/SIGTERM.
@@ -91,8 +99,26 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
-	<-ctx.Done()
-	log.Info().Msg("reagent stopping")
+	// system_restart_agent without systemd: stop cleanly and let the
+	// supervisor start us again.
+	ctx, restart := context.WithCancel(ctx)
+	defer restart()
+	b, err := buildParts(opts, paths, log, func() {
+		log.Info().Msg("restart requested: stopping")
+		restart()
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot build the agent")
+		return &exitError{code: 1, err: err}
+	}
+	defer b.close()
+	// Only fatal conditions end a part early (a *wamp.Fatal: rejected
+	// signature, duplicate serial); they end the process with 1.
+	if err := runParts(ctx, b.parts, log); err != nil {
+		log.Error().Err(err).Msg("reagent stopping")
+		return &exitError{code: 1, err: err}
+	}
+	log.Info().Msg("reagent stopped")
 	return nil
 }
 
