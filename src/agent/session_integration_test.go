@@ -92,6 +92,12 @@ func TestRouterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _ := cloud.DeviceStatus(serial)
+	// devcloud records CONNECTED before the call's answer reaches the
+	// agent; stopping the router in between would lose the first
+	// "connected" notification, not a bug of the agent.
+	if err := await(ctx, a.sess.Connected); err != nil {
+		t.Fatal("agent never counted itself connected")
+	}
 
 	if err := cloud.StopRouter(); err != nil {
 		t.Fatal(err)
