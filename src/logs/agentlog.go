@@ -1,5 +1,6 @@
-// Package logs owns the agent's own log (this file) and, later, the app log
-// relay and history.
+// The agent's own log: zerolog JSON lines, rotated by lumberjack. The
+// package doc is in doc.go.
+
 package logs
 
 import (

@@ -1,0 +1,353 @@
+package logs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"reagent/src/docker"
+	"reagent/src/errdefs"
+	"reagent/src/store"
+)
+
+// PostStart makes sure the output of the container (app is its name,
+// containerID its ID) is followed: stored, and published while somebody
+// subscribes. Calling it again for the same container is a no-op; for a new
+// container of the same name the old follower is stopped first. Before Run
+// the follower is only recorded and starts with Run. The reconciler calls
+// it after every start and for every container it finds running at
+// start-up.
+func (r *Relay) PostStart(ctx context.Context, app, containerID string) error {
+	k, err := KeyOf(app)
+	if err != nil {
+		return fmt.Errorf("follow log %s: %w", app, err)
+	}
+	if containerID == "" {
+		return errdefs.InvalidArgument("follow log %s: no container ID", app)
+	}
+	if r.engine == nil {
+		return fmt.Errorf("follow log %s: %w", app, errdefs.Unavailable("no container engine"))
+	}
+	for {
+		r.mu.Lock()
+		s := r.streamLocked(app, k)
+		s.gen++
+		old := s.follow
+		switch {
+		case old == nil:
+			f := &follower{containerID: containerID}
+			s.follow = f
+			if r.runCtx != nil {
+				r.startFollowerLocked(s, f)
+			}
+			r.mu.Unlock()
+			return nil
+		case old.containerID == containerID:
+			r.mu.Unlock()
+			return nil
+		}
+		// The name now belongs to another container: the old follower
+		// goes first, so lines are stored in order.
+		s.follow = nil
+		cancel, done := old.cancel, old.done
+		r.mu.Unlock()
+		if err := stopFollower(ctx, cancel, done); err != nil {
+			return fmt.Errorf("follow log %s: %w", app, err)
+		}
+	}
+}
+
+// Stop stops following the container called app; its history stays.
+// Idempotent.
+func (r *Relay) Stop(ctx context.Context, app string) error {
+	r.mu.Lock()
+	s := r.streams[app]
+	if s == nil {
+		r.mu.Unlock()
+		return nil
+	}
+	s.gen++
+	f := s.follow
+	s.follow = nil
+	var cancel context.CancelFunc
+	var done chan struct{}
+	if f != nil {
+		cancel, done = f.cancel, f.done
+	}
+	r.mu.Unlock()
+	if err := stopFollower(ctx, cancel, done); err != nil {
+		return fmt.Errorf("stop following log %s: %w", app, err)
+	}
+	return nil
+}
+
+// Forget stops following app and deletes its history (uninstall).
+func (r *Relay) Forget(ctx context.Context, app string) error {
+	if err := ValidName(app); err != nil {
+		return fmt.Errorf("forget log %s: %w", app, err)
+	}
+	if err := r.Stop(ctx, app); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	s := r.streams[app]
+	delete(r.streams, app)
+	r.mu.Unlock()
+	if s != nil {
+		// Waits for a store write of this log in flight, so nothing of it
+		// lands after the history is cleared.
+		s.storeMu.Lock()
+		defer s.storeMu.Unlock()
+		s.mu.Lock()
+		s.forgotten = true
+		s.pend, s.pendCost = nil, 0
+		close(s.room)
+		s.room = make(chan struct{})
+		s.pub.discard()
+		s.mu.Unlock()
+	}
+	if err := r.st.ClearLogs(ctx, app); err != nil {
+		return fmt.Errorf("forget log %s: %w", app, err)
+	}
+	return nil
+}
+
+// drainTimeout is how long stopping a follower lets it read on first: the
+// reconciler stops it when the container has exited, and the engine may
+// still be sending the last lines (a crash message, say). A follower of a
+// stopped container ends by itself once they are read.
+const drainTimeout = 2 * time.Second
+
+// stopFollower ends a follower (its cancel and done, read under
+// Relay.mu; nil when it never started), after letting it drain for up to
+// drainTimeout, and waits for it (bounded by ctx).
+func stopFollower(ctx context.Context, cancel context.CancelFunc, done chan struct{}) error {
+	if cancel == nil {
+		return nil
+	}
+	t := time.NewTimer(drainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// startFollowerLocked starts f's goroutine under Run's context. It reads
+// once the previous follower of the log has ended (a stop whose wait was
+// cut short leaves one draining).
+func (r *Relay) startFollowerLocked(s *stream, f *follower) {
+	ctx, cancel := context.WithCancel(r.runCtx)
+	f.cancel = cancel
+	f.done = make(chan struct{})
+	prev := s.lastDone
+	s.lastDone = f.done
+	r.followers.Add(1)
+	go func() {
+		defer r.followers.Done()
+		defer close(f.done)
+		defer cancel()
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-ctx.Done():
+				return
+			}
+		}
+		r.follow(ctx, s, f)
+	}()
+}
+
+// follow reads the container's output until the container has stopped (and
+// no PostStart came in meanwhile), it is gone, or ctx ends. Each read
+// resumes one nanosecond after the newest line already read, so a line is
+// neither lost nor read twice across reconnects and agent restarts.
+func (r *Relay) follow(ctx context.Context, s *stream, f *follower) {
+	log := r.log.With().Str("log", s.name).Str("container", shortID(f.containerID)).Logger()
+	log.Debug().Msg("following")
+	failures := 0
+	for {
+		since, err := r.resumePoint(ctx, s)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			log.Warn().Err(err).Msg("cannot read where the log ends; retrying")
+			if !sleepCtx(ctx, backoff(failures)) {
+				return
+			}
+			continue
+		}
+		r.mu.Lock()
+		gen, mine := s.gen, s.follow == f
+		r.mu.Unlock()
+		if !mine {
+			return // stopped or replaced while between reads
+		}
+		read := 0
+		err = r.engine.Logs(ctx, f.containerID, docker.LogsOptions{Follow: true, Since: since}, func(le docker.LogEntry) error {
+			read++
+			return r.acceptLine(ctx, s, le)
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if read > 0 {
+			failures = 0
+		}
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			log.Debug().Err(err).Msg("log stream broke")
+		}
+		// The stream ended: normally because the container stopped.
+		ct, ierr := r.engine.InspectContainer(ctx, f.containerID)
+		switch {
+		case ierr == nil && ct.State.Running:
+			// Restarted already, or the engine dropped the stream.
+		case ierr == nil || errors.Is(ierr, errdefs.ErrNotFound):
+			r.mu.Lock()
+			if s.gen == gen || s.follow != f {
+				if s.follow == f {
+					s.follow = nil
+				}
+				r.mu.Unlock()
+				log.Debug().Msg("container stopped: log followed to its end")
+				return
+			}
+			r.mu.Unlock() // a PostStart came in meanwhile: look again
+			continue
+		default:
+			if ctx.Err() != nil {
+				return
+			}
+			log.Debug().Err(ierr).Msg("inspect after the log stream ended")
+		}
+		failures++
+		if !sleepCtx(ctx, backoff(failures)) {
+			return
+		}
+	}
+}
+
+// acceptLine buffers one container line for the store and, while somebody
+// subscribes, for publishing. It waits while the store is behind.
+func (r *Relay) acceptLine(ctx context.Context, s *stream, le docker.LogEntry) error {
+	c := len(le.Text) + lineOverhead
+	s.mu.Lock()
+	for s.pendCost > 0 && s.pendCost+c > r.storeCap {
+		room := s.room
+		s.mu.Unlock()
+		r.storeSig.markFull()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	if s.forgotten {
+		s.mu.Unlock()
+		return errdefs.NotFound("log %s was forgotten", s.name)
+	}
+	t := le.Time
+	if t.Year() < 1971 || t.Year() > 2200 {
+		t = time.Time{} // no usable engine time: the store stamps it
+	}
+	storeFirst := len(s.pend) == 0
+	s.pend = append(s.pend, store.LogLine{Time: t, Stream: le.Stream, Text: le.Text})
+	s.pendCost += c
+	if !t.IsZero() && t.After(s.lastTime) {
+		s.lastTime = t
+	}
+	storeFull := s.pendCost >= r.flushBytes
+	pubFirst, pubFull := false, false
+	if s.live {
+		pubFirst = s.pub.size() == 0
+		s.pub.addLine(le.Text)
+		pubFull = s.pub.size() >= r.flushBytes
+	}
+	s.mu.Unlock()
+	signal(r.storeSig, storeFirst, storeFull)
+	signal(r.pubSig, pubFirst, pubFull)
+	return nil
+}
+
+// resumePoint is where the next read of s starts: one nanosecond after
+// the newest container line read or stored; zero for a log with none.
+func (r *Relay) resumePoint(ctx context.Context, s *stream) (time.Time, error) {
+	s.mu.Lock()
+	known, last := s.resumeKnown, s.lastTime
+	s.mu.Unlock()
+	if !known {
+		stored, err := r.lastContainerLine(ctx, s.name)
+		if err != nil {
+			return time.Time{}, err
+		}
+		s.mu.Lock()
+		if stored.After(s.lastTime) {
+			s.lastTime = stored
+		}
+		s.resumeKnown = true
+		last = s.lastTime
+		s.mu.Unlock()
+	}
+	if last.IsZero() {
+		return time.Time{}, nil
+	}
+	return last.Add(time.Nanosecond), nil
+}
+
+// resumePage is how many stored lines lastContainerLine reads at a time.
+const resumePage = 512
+
+// lastContainerLine is the time of the newest stored container line of a
+// log (zero if none). Agent lines are skipped: they are stamped with the
+// agent's clock when written, and resuming after one could skip container
+// lines printed while the agent was down. Within the page that has
+// container lines the greatest time wins, since stdout and stderr may be
+// stored slightly out of time order.
+func (r *Relay) lastContainerLine(ctx context.Context, name string) (time.Time, error) {
+	for off := 0; ; off += resumePage {
+		res, err := r.st.QueryLogs(ctx, name, store.LogQuery{Tail: resumePage, Offset: off})
+		if err != nil {
+			return time.Time{}, fmt.Errorf("resume point of log %s: %w", name, err)
+		}
+		var last time.Time
+		for _, l := range res.Lines {
+			if l.Stream != agentStream && l.Time.After(last) {
+				last = l.Time
+			}
+		}
+		if !last.IsZero() || len(res.Lines) < resumePage {
+			return last, nil
+		}
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// signal tells a flush loop that a queue got its first entry (flush within
+// the interval) or is full (flush now).
+func signal(f flushSignal, first, full bool) {
+	switch {
+	case full:
+		f.markFull()
+	case first:
+		f.markDirty()
+	}
+}
