@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"reagent/src/apps"
 	"reagent/src/config"
 	"reagent/src/logs"
 	"reagent/src/release"
@@ -34,9 +35,10 @@ type Options struct {
 
 	// For in-package tests: withSession adds procedures to the session
 	// before it runs; runner replaces the command runner of reboot,
-	// shutdown and restart.
+	// shutdown and restart; appsOptions adjusts the reconciler's knobs.
 	withSession func(*wamp.Session)
 	runner      system.Runner
+	appsOptions func(*apps.Options)
 }
 
 // ShutdownTimeout bounds the graceful shutdown after SIGINT/SIGTERM.

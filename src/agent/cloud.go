@@ -6,8 +6,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"reagent/src/api"
+	"reagent/src/apps"
 	"reagent/src/backend"
+	"reagent/src/logs"
 	"reagent/src/system"
+	"reagent/src/transfer"
 	"reagent/src/wamp"
 )
 
@@ -16,6 +19,8 @@ import (
 type cloudLink struct {
 	sess *wamp.Session
 	be   *backend.Client
+	// stats measures the device for the heartbeat; set by serve, before Run.
+	stats func(ctx context.Context) (any, error)
 }
 
 func (c *cloudLink) Name() string { return "cloud link" }
@@ -28,12 +33,16 @@ type linkDeps struct {
 	sampler      *system.Sampler
 	runner       system.Runner
 	restartAgent func()
+	apps         *apps.Manager     // nil without an engine client
+	relay        *logs.Relay       // non-nil
+	transfers    *transfer.Manager // non-nil
 }
 
-// newCloudLink builds the session, its backend and the procedure table.
-func newCloudLink(opts Options, d linkDeps, log zerolog.Logger) (*cloudLink, error) {
+// newCloudLink builds the session and its backend. The procedures and
+// on-connect steps come with serve, once the parts they act on exist.
+func newCloudLink(opts Options, log zerolog.Logger) (*cloudLink, error) {
 	f := opts.Flags
-	sampler := d.sampler
+	c := &cloudLink{}
 	sess, err := wamp.New(wamp.Options{
 		Flock:           opts.Flock,
 		FlockPath:       f.Config,
@@ -43,7 +52,10 @@ func newCloudLink(opts Options, d linkDeps, log zerolog.Logger) (*cloudLink, err
 		CallTimeout:     wamp.DefaultCallTimeout,
 		Debug:           f.DebugMessaging,
 		Stats: func(ctx context.Context) (any, error) {
-			return sampler.Stats(ctx)
+			if c.stats == nil {
+				return nil, nil
+			}
+			return c.stats(ctx)
 		},
 		// Tunnels are not wired yet; the reference always sends the field.
 		TunnelCapable: func() bool { return false },
@@ -54,8 +66,18 @@ func newCloudLink(opts Options, d linkDeps, log zerolog.Logger) (*cloudLink, err
 	}
 	be := backend.New(sess, opts.Flock, wamp.DefaultCallTimeout)
 	sess.SetBackend(sessionBackend{be: be, osName: system.DetailedOS})
+	c.sess, c.be = sess, be
+	return c, nil
+}
 
-	api.Register(sess, api.Deps{
+// serve registers the device procedures and the agent's on-connect steps.
+// Call it before Run.
+func (c *cloudLink) serve(opts Options, d linkDeps, log zerolog.Logger) {
+	f := opts.Flags
+	sampler := d.sampler
+	c.stats = func(ctx context.Context) (any, error) { return sampler.Stats(ctx) }
+	sess := c.sess
+	deps := api.Deps{
 		Flock:  opts.Flock,
 		Flags:  f,
 		Docker: d.docker,
@@ -67,14 +89,20 @@ func newCloudLink(opts Options, d linkDeps, log zerolog.Logger) (*cloudLink, err
 		Stats:         sampler.Stats,
 		RestartAgent:  d.restartAgent,
 		TunnelCapable: func() bool { return false },
-	})
-	for _, st := range onConnectSteps() {
+		Logs:          api.LogDeps{Relay: d.relay, AgentLogFile: f.LogFile},
+		Transfers:     d.transfers,
+	}
+	if d.apps != nil {
+		deps.Apps = d.apps
+		deps.Logs.Managed = d.apps.Managed
+	}
+	api.Register(sess, deps)
+	for _, st := range onConnectSteps(d) {
 		sess.OnConnect(st.name, st.run)
 	}
 	if opts.withSession != nil {
 		opts.withSession(sess)
 	}
-	return &cloudLink{sess: sess, be: be}, nil
 }
 
 // step is one named step of the on-connect sequence that runs after the
@@ -85,10 +113,17 @@ type step struct {
 	run  func(ctx context.Context) error
 }
 
-// onConnectSteps are the agent's on-connect steps in order. Next: "sync
-// requested app states" (apps reconciler), "revive log streams" (log
-// relay), "sync tunnels" (tunnel).
-func onConnectSteps() []step { return nil }
+// onConnectSteps are the agent's on-connect steps in order, after the log
+// relay's own ("log subscriptions", added by the relay): "apps" syncs the
+// requested app states with the cloud and reports every app. Next: "sync
+// tunnels" (tunnel).
+func onConnectSteps(d linkDeps) []step {
+	var steps []step
+	if d.apps != nil {
+		steps = append(steps, step{name: "apps", run: d.apps.SyncWithCloud})
+	}
+	return steps
+}
 
 // sessionBackend adapts backend.Client to what the session needs.
 type sessionBackend struct {
@@ -128,3 +163,8 @@ func (b sessionBackend) CheckPrivilege(ctx context.Context, account uint64, p wa
 }
 
 func (b sessionBackend) SetSwarmKey(k int64) { b.be.SetSwarmKey(k) }
+
+var (
+	_ apps.Cloud = (*backend.Client)(nil)
+	_ apps.Link  = (*wamp.Session)(nil)
+)

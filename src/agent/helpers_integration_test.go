@@ -16,6 +16,7 @@ import (
 	nx "github.com/gammazero/nexus/v3/wamp"
 	"github.com/rs/zerolog"
 
+	"reagent/src/apps"
 	"reagent/src/config"
 	"reagent/src/devcloud"
 	"reagent/src/wamp"
@@ -47,14 +48,37 @@ func startAgent(t *testing.T, cloud *devcloud.Cloud, register func(*wamp.Session
 // device in the cloud and starting the agent.
 func startAgentWith(t *testing.T, cloud *devcloud.Cloud, setup func(*config.Flock), register func(*wamp.Session), extraFlags ...string) *testAgent {
 	t.Helper()
-	dir := t.TempDir()
-	fl, path, err := cloud.NewDevice(dir)
-	if err != nil {
-		t.Fatal(err)
+	return startAgentOpts(t, cloud, agentTestOptions{setup: setup, register: register, flags: extraFlags})
+}
+
+// agentTestOptions shape an in-process test agent.
+type agentTestOptions struct {
+	setup    func(*config.Flock) // between creating the device and starting the agent
+	register func(*wamp.Session) // on the session before it runs
+	apps     func(*apps.Options) // the reconciler's knobs
+	flags    []string            // extra command-line flags
+	dir      string              // "" → a new t.TempDir()
+	flock    *config.Flock       // with dir: an existing device (agent restart)
+	flockAt  string              // its .flock path
+}
+
+// startAgentOpts runs agent.Run for a device of cloud until the test ends.
+func startAgentOpts(t *testing.T, cloud *devcloud.Cloud, o agentTestOptions) *testAgent {
+	t.Helper()
+	dir, fl, path := o.dir, o.flock, o.flockAt
+	if dir == "" {
+		dir = t.TempDir()
 	}
-	if setup != nil {
-		setup(fl)
+	if fl == nil {
+		var err error
+		if fl, path, err = cloud.NewDevice(dir); err != nil {
+			t.Fatal(err)
+		}
 	}
+	if o.setup != nil {
+		o.setup(fl)
+	}
+	register, extraFlags := o.register, o.flags
 	a := &testAgent{flock: fl, path: path, dir: dir, logFile: filepath.Join(dir, "reagent.log")}
 	args := append([]string{"-config", path, "-agentDir", filepath.Join(dir, "agent"), "-logFile", a.logFile,
 		"-update=false", "-env", "local"}, extraFlags...)
@@ -66,13 +90,14 @@ func startAgentWith(t *testing.T, cloud *devcloud.Cloud, setup func(*config.Floc
 	done := make(chan error, 1)
 	built := make(chan struct{})
 	go func() {
-		done <- Run(ctx, Options{Flags: flags, Flock: fl, Stdout: io.Discard, runner: &noRunner{}, withSession: func(s *wamp.Session) {
-			a.sess = s
-			if register != nil {
-				register(s)
-			}
-			close(built)
-		}})
+		done <- Run(ctx, Options{Flags: flags, Flock: fl, Stdout: io.Discard, runner: &noRunner{}, appsOptions: o.apps,
+			withSession: func(s *wamp.Session) {
+				a.sess = s
+				if register != nil {
+					register(s)
+				}
+				close(built)
+			}})
 	}()
 	select { // a.sess is set from here on
 	case <-built:

@@ -3,15 +3,20 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"reagent/src/api"
+	"reagent/src/apps"
 	"reagent/src/config"
 	"reagent/src/docker"
+	"reagent/src/logs"
+	"reagent/src/store"
 	"reagent/src/system"
+	"reagent/src/transfer"
 )
 
 // part is one long-running piece of the agent. Run blocks until ctx ends
@@ -36,28 +41,58 @@ func (b *built) close() {
 	}
 }
 
-// buildParts constructs every part in dependency order. Nothing runs yet.
-// restart ends the agent cleanly (system_restart_agent's fallback).
+// buildParts constructs every part in dependency order — store → docker →
+// wamp session and backend → log relay → apps reconciler → transfers →
+// procedures — and starts nothing. restart ends the agent cleanly
+// (system_restart_agent's fallback).
 func buildParts(opts Options, paths config.Paths, log zerolog.Logger, restart func()) (*built, error) {
 	b := &built{}
-	// Next: store → apps reconciler → log relay, tunnel; they are built
-	// here, before the link, and handed to it as procedure deps and
-	// on-connect steps.
-	var engine api.DockerAPI
-	dc, err := docker.New(docker.Options{Log: log})
+	st, err := store.Open(context.Background(), paths.DBFile, store.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	b.closers = append(b.closers, func() {
+		if err := st.Close(); err != nil {
+			log.Warn().Err(err).Msg("close store")
+		}
+	})
+	var (
+		engine api.DockerAPI
+		dc     *docker.Client
+	)
+	dc, err = docker.New(docker.Options{Log: log})
 	if err != nil {
 		// The engine may come later; the docker procedures say unavailable.
 		log.Warn().Err(err).Msg("no docker client")
+		dc = nil
 	} else {
 		engine = dc
 		b.closers = append(b.closers, func() { _ = dc.Close() })
 	}
+
+	var link *cloudLink
 	if opts.Flags.Offline {
 		// No socket at all: the local parts keep the device at its last
-		// requested state.
+		// requested state; reports wait in the outbox.
 		log.Info().Msg("offline: no connection to the cloud")
+	} else {
+		if link, err = newCloudLink(opts, log); err != nil {
+			b.close()
+			return nil, err
+		}
+	}
+
+	lp, err := buildLocalParts(opts, paths, st, dc, link, log)
+	if err != nil {
+		b.close()
+		return nil, err
+	}
+	b.parts = append(b.parts, lp.parts...)
+	b.closers = append(b.closers, lp.closers...)
+	if link == nil {
 		return b, nil
 	}
+
 	runner := opts.runner
 	if runner == nil {
 		runner = system.ExecRunner{}
@@ -70,18 +105,98 @@ func buildParts(opts Options, paths config.Paths, log zerolog.Logger, restart fu
 	primed := make(chan struct{})
 	go func() { defer close(primed); _, _ = sampler.Stats(primeCtx) }()
 	b.closers = append(b.closers, func() { stopPrime(); <-primed })
-	link, err := newCloudLink(opts, linkDeps{
+	link.serve(opts, linkDeps{
 		docker:       engine,
 		sampler:      sampler,
 		runner:       runner,
 		restartAgent: restart,
+		apps:         lp.apps,
+		relay:        lp.relay,
+		transfers:    lp.transfers,
 	}, log)
-	if err != nil {
-		b.close()
-		return nil, err
-	}
 	b.parts = append(b.parts, link)
 	return b, nil
+}
+
+// localParts are the parts that work with or without the cloud.
+type localParts struct {
+	parts     []part
+	closers   []func()
+	apps      *apps.Manager     // nil without an engine client
+	relay     *logs.Relay       // non-nil
+	transfers *transfer.Manager // non-nil
+}
+
+// buildLocalParts builds the log relay, the app reconciler (with the relay
+// as its app log and hook) and the upload manager.
+func buildLocalParts(opts Options, paths config.Paths, st *store.Store, dc *docker.Client, link *cloudLink,
+	log zerolog.Logger) (*localParts, error) {
+	lp := &localParts{}
+	relayOpts := logs.RelayOptions{Serial: opts.Flock.SerialNumber, Store: st, Log: log}
+	if dc != nil {
+		relayOpts.Engine = dc
+	}
+	if link != nil {
+		relayOpts.Link = link.sess
+	}
+	relay, err := logs.NewRelay(relayOpts)
+	if err != nil {
+		return nil, err
+	}
+	lp.relay = relay
+	xfer, err := transfer.New(transfer.Options{
+		Dir:          paths.BuildDir,
+		Progress:     relay.TransferProgress,
+		Message:      relay.Write,
+		ClearHistory: relay.Clear,
+		Log:          log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	lp.transfers = xfer
+	lp.closers = append(lp.closers, func() { _ = xfer.Close() })
+	if dc != nil {
+		appOpts := apps.Options{
+			Store: st, Engine: dc, Flock: opts.Flock, Paths: paths, AppLog: relay, Transfers: xfer, Log: log,
+			LANIP: lanIP,
+		}
+		if link != nil {
+			appOpts.Cloud, appOpts.Link = link.be, link.sess
+		}
+		if opts.appsOptions != nil {
+			opts.appsOptions(&appOpts)
+		}
+		m, err := apps.New(appOpts)
+		if err != nil {
+			return nil, err
+		}
+		m.AddHook(relay)
+		lp.apps = m
+		lp.parts = append(lp.parts, m)
+	} else {
+		log.Error().Msg("no docker client: apps are not managed")
+	}
+	// The relay stops after the reconciler in no particular order; both
+	// only need their context.
+	lp.parts = append(lp.parts, relay)
+	return lp, nil
+}
+
+// lanIP is the device's primary LAN address (DEVICE_LAN_IP): the first
+// IPv4 address that is neither loopback nor an engine bridge.
+func lanIP() string {
+	all, err := system.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range system.IPv4Addrs(all) {
+		if strings.HasPrefix(a.Interface, "veth") || strings.HasPrefix(a.Interface, "br-") {
+			continue
+		}
+		return a.Net.IP.String()
+	}
+	return ""
 }
 
 // runParts runs every part until ctx ends or one of them fails, then
@@ -125,3 +240,13 @@ func runParts(ctx context.Context, parts []part, log zerolog.Logger) error {
 	}
 	return firstErr
 }
+
+// The parts satisfy the small interfaces their consumers declare.
+var (
+	_ apps.Engine      = (*docker.Client)(nil)
+	_ apps.AppLog      = (*logs.Relay)(nil)
+	_ apps.PostStarter = (*logs.Relay)(nil)
+	_ apps.Stopper     = (*logs.Relay)(nil)
+	_ apps.Forgetter   = (*logs.Relay)(nil)
+	_ apps.Transfers   = (*transfer.Manager)(nil)
+)

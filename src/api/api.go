@@ -52,6 +52,15 @@ type Deps struct {
 	// again: system_restart_agent where systemctl is missing or fails.
 	RestartAgent  func()
 	TunnelCapable func() bool // nil → false
+	// Logs serves the log procedures (get_app_log_history, query_app_logs,
+	// query_device_logs).
+	Logs LogDeps
+	// Transfers receives write_data uploads (*transfer.Manager). nil →
+	// write_data is not registered.
+	Transfers Transfers
+	// Apps is the app reconciler behind request_app_state
+	// (*apps.Manager). nil → request_app_state is not registered.
+	Apps AppStates
 
 	// Knobs for tests; zero takes the default.
 	PowerDelay      time.Duration // system.PowerDelay
@@ -134,6 +143,9 @@ func (h *handlers) register(r Registrar) {
 	h.add(r, ProcGetImages, h.getImages)
 	h.add(r, ProcPruneImages, h.pruneImages)
 	h.add(r, ProcExecuteCmd, h.executeCmd)
+	h.registerLogs(r)
+	h.registerTransfer(r)
+	h.registerAppState(r)
 }
 
 // add registers name with its privilege from the table.
