@@ -149,7 +149,10 @@ func buildLocalParts(opts Options, paths config.Paths, st *store.Store, dc *dock
 		Progress:     relay.TransferProgress,
 		Message:      relay.Write,
 		ClearHistory: relay.Clear,
-		Log:          log,
+		// The Studio sees on the app's log why an upload ended early; the
+		// agent never reports TRANSFERING, so there is no state to undo.
+		Dropped: func(name string, err error) { relay.Write(name, "File transfer failed: "+err.Error()) },
+		Log:     log,
 	})
 	if err != nil {
 		return nil, err
@@ -159,7 +162,7 @@ func buildLocalParts(opts Options, paths config.Paths, st *store.Store, dc *dock
 	if dc != nil {
 		appOpts := apps.Options{
 			Store: st, Engine: dc, Flock: opts.Flock, Paths: paths, AppLog: relay, Transfers: xfer, Log: log,
-			LANIP: lanIP,
+			LANIP: lanIP, BuildExtension: opts.Flags.CompressedBuildExtension,
 		}
 		if link != nil {
 			appOpts.Cloud, appOpts.Link = link.be, link.sess

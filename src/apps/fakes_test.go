@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,6 +40,11 @@ type fakeEngine struct {
 	exitCode    map[string]int                   // container name → exits at once with this code
 	pullErr     error                            // pulls fail with it
 	removed     chan string                      // non-nil: told each removed container name
+	buildGate   chan struct{}                    // non-nil: builds wait for it to close
+	buildStart  chan string                      // non-nil: told each build's tag
+	buildErr    error                            // builds fail with it
+	pushErr     error                            // pushes fail with it
+	builds      []docker.BuildOptions            // every build, in order
 }
 
 func newFakeEngine() *fakeEngine {
@@ -95,6 +101,67 @@ func (f *fakeEngine) PullImage(ctx context.Context, ref string, _ *docker.Regist
 		progress([]byte(`{"status":"Pull complete"}`))
 	}
 	f.images[ref] = true
+	return nil
+}
+
+func (f *fakeEngine) BuildImage(ctx context.Context, buildContext io.Reader, opts docker.BuildOptions, progress func([]byte)) error {
+	if _, err := io.Copy(io.Discard, buildContext); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.record("build %s", strings.Join(opts.Tags, ","))
+	f.builds = append(f.builds, opts)
+	gate, started, berr := f.buildGate, f.buildStart, f.buildErr
+	f.mu.Unlock()
+	if started != nil {
+		started <- opts.Tags[0]
+	}
+	if progress != nil {
+		progress([]byte(`{"stream":"Step 1/2 : FROM base"}`))
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if berr != nil {
+		return berr
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range opts.Tags {
+		f.images[t] = true
+	}
+	return nil
+}
+
+func (f *fakeEngine) TagImage(_ context.Context, src, dst string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.images[src] {
+		return errdefs.NotFound("no image %s", src)
+	}
+	f.record("tag %s %s", src, dst)
+	f.images[dst] = true
+	return nil
+}
+
+func (f *fakeEngine) PushImage(_ context.Context, ref string, _ *docker.RegistryAuth, progress func([]byte)) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("push %s", ref)
+	if !f.images[ref] {
+		return errdefs.NotFound("no image %s", ref)
+	}
+	if f.pushErr != nil {
+		return f.pushErr
+	}
+	if progress != nil {
+		progress([]byte(`{"status":"Pushed"}`))
+	}
+	f.registry[ref] = true
 	return nil
 }
 

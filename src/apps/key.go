@@ -1,7 +1,8 @@
 // Package apps runs the device's apps on the Docker engine: the app model
 // (keys, states, names), the reconciler that drives every app from its
 // desired state to what Docker shows, the transitions (install, run, stop,
-// remove, uninstall, update), the environment and host ports an app gets,
+// remove, uninstall, update; build and publish of DEV apps from the source
+// uploaded through write_data), the environment and host ports an app gets,
 // restart backoff for crashing apps and the state reports to the cloud.
 //
 // State it owns: the live state of every app, held by one worker per

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -23,6 +24,9 @@ import (
 type Engine interface {
 	ImageExists(ctx context.Context, ref string) (bool, error)
 	PullImage(ctx context.Context, ref string, auth *docker.RegistryAuth, progress func(line []byte)) error
+	BuildImage(ctx context.Context, buildContext io.Reader, opts docker.BuildOptions, progress func(line []byte)) error
+	TagImage(ctx context.Context, src, dst string) error
+	PushImage(ctx context.Context, ref string, auth *docker.RegistryAuth, progress func(line []byte)) error
 	RemoveImage(ctx context.Context, ref string, force bool) error
 	RemoveRepoImages(ctx context.Context, repo string) ([]string, error)
 	CreateContainer(ctx context.Context, spec docker.ContainerSpec) (string, error)
@@ -87,6 +91,10 @@ type Options struct {
 	AppLog    AppLog       // nil → messages are dropped
 	Transfers Transfers    // nil → no uploads to cancel
 	Log       zerolog.Logger
+
+	// BuildExtension is the extension of uploaded DEV sources
+	// (-compressedBuildExtension): <BuildDir>/<AppName>.<ext>; "" → "tgz".
+	BuildExtension string
 
 	StopTimeout    time.Duration // SIGTERM → SIGKILL; 10 s
 	HealthyAfter   time.Duration // a run this long resets the restart backoff; 10 min
@@ -198,6 +206,9 @@ func setDefaults(o *Options) {
 	}
 	if o.Arch == "" {
 		o.Arch = release.Arch()
+	}
+	if o.BuildExtension == "" {
+		o.BuildExtension = "tgz"
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}

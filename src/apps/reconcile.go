@@ -49,6 +49,17 @@ type observation struct {
 	installed string // the version whose image is present ("" none; "latest" for DEV)
 	ct        *docker.Container
 	foreign   bool // a container with the app's name that the agent did not create
+	// logName is where this pass's messages go when not the app's own log
+	// (a publish writes to pub_<key>_<name>); "" → name.
+	logName string
+}
+
+// logTo is the log the pass's messages and failures go to.
+func (o *observation) logTo() string {
+	if o.logName != "" {
+		return o.logName
+	}
+	return o.name
 }
 
 // ref is the image reference of a version of the app.
@@ -63,7 +74,7 @@ func (o *observation) ours() *docker.Container {
 }
 
 // planKey selects the planner of an app: stage, desired state, kind.
-// Build and publish (issue #7) and compose apps add rows here.
+// Compose apps add rows here.
 type planKey struct {
 	stage, target string
 	kind          appKind
@@ -81,6 +92,8 @@ var planners = map[planKey]planner{
 	{StageDev, StatePresent, kindSingle}:      planPresent,
 	{StageDev, StateRemoved, kindSingle}:      planRemoved,
 	{StageDev, StateUninstalled, kindSingle}:  planUninstalled,
+	{StageDev, StateBuilt, kindSingle}:        planBuilt,
+	{StageDev, StatePublished, kindSingle}:    planPublished,
 }
 
 // terminal marks an error that retrying cannot fix until a new request.
@@ -226,7 +239,7 @@ func (m *Manager) needInstall(o *observation) (*step, error) {
 		return nil, nil
 	}
 	if o.key.Stage == StageDev {
-		return nil, terminal("%s has no image yet: build it first (request BUILT)", o.name)
+		return nil, terminal("%s has no image yet: build the app first (request BUILT)", o.name)
 	}
 	if o.version == "" {
 		return nil, terminal("no version of %s to install: the request names none", o.name)

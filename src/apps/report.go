@@ -52,7 +52,7 @@ func (m *Manager) reportLocked(ctx context.Context, w *worker, req store.Request
 		RequestorAccountKey: req.RequestorAccountKey,
 		ReleaseKey:          a.ReleaseKey,
 		RequestUpdate:       req.RequestUpdate,
-		ReleaseBuild:        false,
+		ReleaseBuild:        w.releaseBuild,
 		UpdateStatus:        status,
 	}
 	b, err := json.Marshal(r)

@@ -75,7 +75,7 @@ func (m *Manager) failed(ctx context.Context, o *observation, stepName string, e
 	if stepName == "run" {
 		reason = "The app failed to start, reason: " + reason
 	}
-	m.applog.Write(o.name, reason)
+	m.applog.Write(o.logTo(), reason)
 	m.log.Warn().Uint64("app_key", o.key.AppKey).Str("stage", o.key.Stage).Str("step", stepName).Err(err).Msg("app step failed")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -106,6 +106,8 @@ func (m *Manager) forgetApp(ctx context.Context, o *observation) error {
 	for _, fn := range []func() error{
 		func() error { return m.st.ReleaseHostPorts(ctx, o.key) },
 		func() error { return m.st.SetMeta(ctx, metaKey(o.key, metaFinished), "") },
+		func() error { return m.st.SetMeta(ctx, metaKey(o.key, metaBuilt), "") },
+		func() error { return m.st.SetMeta(ctx, metaKey(o.key, metaPublished), "") },
 		func() error { return m.st.DeleteActual(ctx, o.key) },
 		func() error { return m.st.DeleteRequested(ctx, o.key) },
 	} {

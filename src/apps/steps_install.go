@@ -46,7 +46,7 @@ func (m *Manager) pullStep(o *observation) *step {
 // relaying the engine's progress lines to the app's log.
 func (m *Manager) pull(ctx context.Context, o *observation, version string) error {
 	ref := o.ref(version)
-	auth := m.registryAuth(ctx, o)
+	auth := m.registryAuth(ctx, o, o.name, "pulling")
 	return m.eng.PullImage(ctx, ref, auth, func(line []byte) { m.applog.Progress(o.name, line) })
 }
 
@@ -54,13 +54,14 @@ func (m *Manager) pull(ctx context.Context, o *observation, version string) erro
 // engine's RegistryAuth (never a `docker login` command line): an entry of
 // docker_credentials for the registry's host wins; otherwise the registry
 // token of the app's account (get_registry_token) with the device secret.
-// Offline, or when the token call fails, the pull goes without
-// credentials (open registries still work) and the app's log says so.
-func (m *Manager) registryAuth(ctx context.Context, o *observation) *docker.RegistryAuth {
+// Offline, or when the token call fails, the pull (or push, doing) goes
+// without credentials (open registries still work) and the log logName
+// says so.
+func (m *Manager) registryAuth(ctx context.Context, o *observation, logName, doing string) *docker.RegistryAuth {
 	host := RegistryHost(m.opts.Flock.DockerRegistryURL)
 	creds, err := credentials(o.req)
 	if err != nil {
-		m.applog.Write(o.name, err.Error())
+		m.applog.Write(logName, err.Error())
 	}
 	for key, c := range creds {
 		if RegistryHost(key) == host {
@@ -68,7 +69,7 @@ func (m *Manager) registryAuth(ctx context.Context, o *observation) *docker.Regi
 		}
 	}
 	if m.opts.Cloud == nil || m.opts.Link == nil || !m.opts.Link.Connected() {
-		m.applog.Write(o.name, "The device is offline: pulling without registry credentials.")
+		m.applog.Write(logName, "The device is offline: "+doing+" without registry credentials.")
 		return nil
 	}
 	caller := o.req.RequestorAccountKey
@@ -80,7 +81,7 @@ func (m *Manager) registryAuth(ctx context.Context, o *observation) *docker.Regi
 	token, err := m.opts.Cloud.GetRegistryToken(tctx, caller)
 	if err != nil {
 		if ctx.Err() == nil {
-			m.applog.Write(o.name, fmt.Sprintf("Could not get a registry token (%v): pulling without registry credentials.", err))
+			m.applog.Write(logName, fmt.Sprintf("Could not get a registry token (%v): %s without registry credentials.", err, doing))
 		}
 		return nil
 	}

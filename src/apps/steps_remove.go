@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"reagent/src/store"
 )
@@ -70,13 +69,17 @@ func (m *Manager) uninstallStep(o *observation) *step {
 				return fmt.Errorf("delete data of %s: %w", o.req.AppName, err)
 			}
 			if o.key.Stage == StageDev && m.opts.Paths.BuildDir != "" {
-				src := filepath.Join(m.opts.Paths.BuildDir, o.req.AppName+".tgz")
-				if err := os.Remove(src); err != nil && !errors.Is(err, os.ErrNotExist) {
+				if m.opts.Transfers != nil {
+					m.opts.Transfers.Cancel(o.name) // an upload in progress would bring it back
+				}
+				if err := os.Remove(m.sourcePath(o.req.AppName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 					return fmt.Errorf("delete source of %s: %w", o.req.AppName, err)
 				}
 			}
-			if err := m.st.SetMeta(ctx, metaKey(o.key, metaFinished), ""); err != nil {
-				return err
+			for _, what := range []string{metaFinished, metaBuilt, metaPublished} {
+				if err := m.st.SetMeta(ctx, metaKey(o.key, what), ""); err != nil {
+					return err
+				}
 			}
 			m.forgotten(ctx, o.name)
 			return m.setState(ctx, o, StateUninstalled, "", func(a *store.Actual) { a.Version = "" })

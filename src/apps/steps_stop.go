@@ -11,13 +11,18 @@ import (
 // (SIGTERM, SIGKILL after StopTimeout) → container removed → PRESENT. A
 // container that already exited and was recorded PRESENT (it finished) is
 // removed without reports. It serves PRESENT, REMOVED and UNINSTALLED,
-// which all need the container gone.
+// and BUILT and PUBLISHED of a DEV app (the reference stops a running app
+// before it builds): all need the container gone.
 func (m *Manager) stopStep(o *observation) *step {
 	quiet := !o.ct.State.Running && o.act.State == StatePresent
 	return &step{
 		name: "stop",
 		serves: func(t target) bool {
-			return t.State == StatePresent || t.State == StateRemoved || t.State == StateUninstalled
+			switch t.State {
+			case StatePresent, StateRemoved, StateUninstalled, StateBuilt, StatePublished:
+				return true
+			}
+			return false
 		},
 		run: func(ctx context.Context) error {
 			if !quiet {

@@ -58,11 +58,14 @@ type worker struct {
 	levelNoted  bool   // the privilege fallback was written to the app log
 
 	// actMu serialises read-modify-write of the app's actual row and
-	// guards pendingSent.
+	// guards pendingSent and releaseBuild.
 	actMu sync.Mutex
 	// pendingSent: a report carrying pending_remote_confirmation was
 	// enqueued; the outbox delivers in order, so later ones say completed.
 	pendingSent bool
+	// releaseBuild: a publish's build is running; its state reports say
+	// release_build true (memory only, as the reference's).
+	releaseBuild bool
 }
 
 func newWorker(m *Manager, k Key) *worker {
@@ -95,6 +98,12 @@ func (w *worker) poke() {
 	case w.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (w *worker) setReleaseBuild(v bool) {
+	w.actMu.Lock()
+	w.releaseBuild = v
+	w.actMu.Unlock()
 }
 
 func (w *worker) setForget(v bool) {
