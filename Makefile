@@ -59,9 +59,12 @@ test: deps
 test-unit:
 	$(GO) test -short -count=1 ./...
 
-## bench: budgets of DESIGN.md §6
+## bench: the agent against the budgets of DESIGN.md §6 (table, build/bench.json), then the micro-benchmarks; docs/benchmarks.md
 bench: deps build devcloud
-	$(GO) test -run '^$$' -bench . -benchmem ./src/...
+	status=0; \
+	$(GO) run ./src/cmd/bench -agent build/reagent -out build/bench.json || status=$$?; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=1s -count=1 ./src/store ./src/wamp ./src/logs || status=1; \
+	exit $$status
 
 ## run: devcloud and the agent against it; Ctrl-C stops both
 run: deps build devcloud
