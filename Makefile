@@ -16,6 +16,12 @@ LDFLAGS_X   := -X reagent/src/release.BuildArch
 TEST_TIMEOUT ?= 25m
 
 export CGO_ENABLED := 0
+# ugorji/codec (nexus's serializer) without its generated fast paths: 4.5 MB
+# less binary and ~1.7 MiB less RSS; decoding falls back to reflection,
+# which the agent's few messages per second do not notice. Tests run with
+# the same tag, so what is tested is what ships.
+BUILD_TAGS  := codec.notfastpath
+export GOFLAGS += -tags=$(BUILD_TAGS)
 
 .PHONY: help deps build build-all build-all-docker devcloud test test-unit bench run run_mac \
         download_frpc publish publish-latestVersions rollout clean lint fmt

@@ -13,7 +13,7 @@ while IFS=/ read -r os arch variant; do
   [ -n "$variant" ] && name="${arch}v${variant}"
   echo "build $os/$name"
   CGO_ENABLED=0 GOOS=$os GOARCH=$arch GOARM=$variant \
-    $go build -trimpath -buildvcs=false \
+    $go build -trimpath -buildvcs=false -tags codec.notfastpath \
     -ldflags "-s -w -X reagent/src/release.BuildArch=$name" \
     -o "$out/reagent-$os-$name" ./src
 done < targets
