@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -83,5 +85,24 @@ func TestBadFlockExits1AndLeavesFileAlone(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The agent binary links no test code: no testing package (a test helper
+// in a production package drags it in), no test peers or test images.
+func TestBinaryLinksNoTestCode(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	forbidden := []string{"testing", "net/http/httptest", "reagent/src/devcloud", "reagent/src/testimage", "reagent/src/store/storetest"}
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 || !slices.Contains(deps, "reagent/src/agent") {
+		t.Fatalf("go list -deps gave an implausible list: %q", deps)
+	}
+	for _, d := range deps {
+		if slices.Contains(forbidden, d) || strings.HasPrefix(d, "testing/") {
+			t.Errorf("the agent binary links %s", d)
+		}
 	}
 }

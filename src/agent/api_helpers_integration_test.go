@@ -8,12 +8,8 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -28,89 +24,10 @@ import (
 
 	nx "github.com/gammazero/nexus/v3/wamp"
 
-	"reagent/src/config"
 	"reagent/src/devcloud"
 	"reagent/src/docker"
-	"reagent/src/system"
 	"reagent/src/testimage"
-	"reagent/src/wamp"
 )
-
-// apiTestLabel marks what these tests create on the shared engine.
-const apiTestLabel = "io.ironflock.test"
-
-// apiRunner records the power commands instead of running them.
-type apiRunner struct {
-	mu   sync.Mutex
-	runs []string
-}
-
-func (r *apiRunner) Run(_ context.Context, name string, args ...string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.runs = append(r.runs, strings.Join(append([]string{name}, args...), " "))
-	return nil
-}
-
-func (r *apiRunner) get() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.runs)
-}
-
-// apiStartAgent is startAgent with the runner the test observes.
-func apiStartAgent(t *testing.T, cloud *devcloud.Cloud, runner system.Runner) *testAgent {
-	t.Helper()
-	dir := t.TempDir()
-	fl, path, err := cloud.NewDevice(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &testAgent{flock: fl, path: path, dir: dir, logFile: filepath.Join(dir, "reagent.log")}
-	flags, err := config.ParseFlags([]string{"-config", path, "-agentDir", filepath.Join(dir, "agent"),
-		"-logFile", a.logFile, "-update=false", "-env", "local"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	built := make(chan struct{})
-	go func() {
-		done <- Run(ctx, Options{Flags: flags, Flock: fl, Stdout: io.Discard, runner: runner,
-			withSession: func(s *wamp.Session) { a.sess = s; close(built) }})
-	}()
-	select {
-	case <-built:
-	case err := <-done:
-		cancel()
-		t.Fatalf("agent.Run: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("the agent did not build its session")
-	}
-	var once sync.Once
-	var stopErr error
-	a.stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case stopErr = <-done:
-			case <-time.After(ShutdownTimeout + 5*time.Second):
-				stopErr = errors.New("agent.Run did not return")
-			}
-		})
-		return stopErr
-	}
-	t.Cleanup(func() {
-		if err := a.stop(); err != nil {
-			t.Errorf("agent: %v", err)
-		}
-		if t.Failed() {
-			dumpLog(t, a.logFile)
-		}
-	})
-	return a
-}
 
 // apiDockerProxy serves the engine API on a socket of its own and points
 // DOCKER_HOST (so the agent's client) at it. Everything passes through to
@@ -143,7 +60,7 @@ func apiDockerProxy(t *testing.T, label string) (prunes func() []string) {
 			r.Out.URL.Scheme, r.Out.URL.Host = "http", "docker"
 			switch {
 			case strings.HasSuffix(r.Out.URL.Path, "/images/prune"):
-				apiAddFilter(t, r.Out.URL, "label", apiTestLabel+"="+label)
+				apiAddFilter(t, r.Out.URL, "label", testLabel+"="+label)
 			case strings.HasSuffix(r.Out.URL.Path, "/build/prune"):
 				apiAddFilter(t, r.Out.URL, "id", "no-such-cache-record-"+label)
 			}
@@ -209,7 +126,7 @@ type apiEnv struct {
 	cloud    *devcloud.Cloud
 	agent    *testAgent
 	serial   string
-	runner   *apiRunner
+	runner   *recRunner
 	prunes   func() []string
 	dc       *docker.Client // straight to the engine, not through the proxy
 	label    string
@@ -224,22 +141,15 @@ func apiSetup(t *testing.T, withImages bool) *apiEnv {
 	if testing.Short() {
 		t.Skip("needs the Docker engine")
 	}
-	rnd := make([]byte, 4)
-	_, _ = rand.Read(rnd)
-	e := &apiEnv{label: "api-" + strings.ReplaceAll(t.Name(), "/", ".") + "-" + hex.EncodeToString(rnd),
-		runner: &apiRunner{}}
-	dc, err := docker.New(docker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dc.Close() })
-	e.dc = dc
+	e := &apiEnv{label: "api-" + strings.ReplaceAll(t.Name(), "/", ".") + "-" + randomHex(t, 4),
+		runner: &recRunner{}}
+	e.dc = engineClient(t)
 	e.cloud = startCloud(t)
 	if withImages {
 		e.makeImages(t)
 	}
 	e.prunes = apiDockerProxy(t, e.label)
-	e.agent = apiStartAgent(t, e.cloud, e.runner)
+	e.agent = startAgent(t, e.cloud, agentOptions{runner: e.runner})
 	e.serial = e.agent.flock.SerialNumber
 	if err := e.cloud.AwaitDeviceStatus(deadline(t, 30*time.Second), e.serial, "CONNECTED"); err != nil {
 		t.Fatal(err)
@@ -253,7 +163,7 @@ func apiSetup(t *testing.T, withImages bool) *apiEnv {
 func (e *apiEnv) makeImages(t *testing.T) {
 	t.Helper()
 	ctx := deadline(t, 2*time.Minute)
-	labels := map[string]string{apiTestLabel: e.label}
+	labels := map[string]string{testLabel: e.label}
 	var ids []string
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -120,7 +120,7 @@ func TestAPIProceduresAnswerSystem(t *testing.T) {
 		// The engine's own keys, numbers as numbers (Created), not strings.
 		apiShape(t, "container", ours, want[0].([]any)[0], apiSuperset)
 		if names, _ := ours["Names"].([]any); len(names) != 1 || names[0] != "/"+e.contName || ours["State"] != "created" ||
-			ours["Labels"].(map[string]any)[apiTestLabel] != e.label {
+			ours["Labels"].(map[string]any)[testLabel] != e.label {
 			t.Fatalf("container %v", ours)
 		}
 	})
@@ -141,7 +141,7 @@ func TestAPIProceduresAnswerSystem(t *testing.T) {
 				ours = m
 			}
 		}
-		if ours == nil || ours["labels"].(map[string]any)[apiTestLabel] != e.label {
+		if ours == nil || ours["labels"].(map[string]any)[testLabel] != e.label {
 			t.Fatalf("image %s not among %d images (%v)", e.imageRef, len(res.Arguments), ours)
 		}
 	})
@@ -341,19 +341,10 @@ func TestAPIPrivilegesDenied(t *testing.T) {
 func TestAPIRobustness(t *testing.T) {
 	e := apiSetup(t, false)
 	ctx := deadline(t, 2*time.Minute)
-	big := strings.Repeat("x", 5<<20)
-	inputs := []struct {
-		name   string
-		args   nx.List
-		kwargs nx.Dict
-	}{
-		{"no args", nil, nil},
-		{"null", nx.List{nil}, nil},
-		{"string", nx.List{"x"}, nil},
-		{"5 MB string", nx.List{big}, nil},
-		{"wrong-typed kwargs", nil, nx.Dict{"all": "yes", "cmd": 5, "blocking": "no", "timeout": -1, "args": nx.Dict{}}},
-		{"wrong-typed fields", nx.List{nx.Dict{"all": "yes", "cmd": nx.List{1}, "blocking": 1, "timeout": "soon", "args": "x"}}, nil},
-	}
+	inputs := malformedCalls(strings.Repeat("x", 5<<20),
+		malformedCall{"wrong-typed kwargs", nil, nx.Dict{"all": "yes", "cmd": 5, "blocking": "no", "timeout": -1, "args": nx.Dict{}}},
+		malformedCall{"wrong-typed fields", nx.List{nx.Dict{"all": "yes", "cmd": nx.List{1}, "blocking": 1, "timeout": "soon", "args": "x"}}, nil},
+	)
 	registered := e.agent.sess.Procedures()
 	var procs []string
 	for _, name := range api.Procedures() {
@@ -364,17 +355,7 @@ func TestAPIRobustness(t *testing.T) {
 	if len(procs) < 13 {
 		t.Fatalf("the agent registered %v, want at least the 13 procedures of issue #4", procs)
 	}
-	for _, proc := range procs {
-		for _, in := range inputs {
-			_, err := e.cloud.CallDevice(ctx, "system", e.serial, proc, in.args, in.kwargs)
-			if err == nil {
-				continue // most procedures ignore their arguments
-			}
-			if uri, _ := rpcErr(t, err); uri != "wamp.error.invalid_argument" && uri != "wamp.error.canceled" {
-				t.Fatalf("%s/%s: %s", proc, in.name, uri)
-			}
-		}
-	}
+	callMalformed(t, ctx, e.cloud, e.serial, procs, inputs)
 	res := e.call(t, api.ProcDeviceHandshake, nil, nil)
 	if res.ArgumentsKw["id"] != e.serial {
 		t.Fatalf("handshake after the storm: %v", res.ArgumentsKw)

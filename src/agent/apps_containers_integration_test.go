@@ -18,19 +18,21 @@ import (
 	"reagent/src/store"
 )
 
-// A container named prod_9_foo without our labels survives every cleanup:
-// start-up, on-connect, a request for app 9 "foo" (FAILED with the reason)
-// and that app's teardown. A labelled orphan of the device is removed.
+// A container named prod_<key>_foo without our labels survives every
+// cleanup: start-up, on-connect, a request for app <key> "foo" (FAILED with
+// the reason) and that app's teardown. A labelled orphan of the device is
+// removed.
 func TestAppsForeignContainerSurvives(t *testing.T) {
-	cloud := startCloud(t)
-	e := &appsEnv{cloud: cloud, dc: engineClient(t), ctx: deadline(t, 3*time.Minute)}
-	foo := app{key: 9, name: "foo", version: "1"}
+	e := newAppsEnv(t, 3*time.Minute)
+	cloud := e.cloud
+	// A fresh key: the name is global on the engine, which other runs share.
+	foo := app{key: appKey(t), name: "foo", version: "1"}
 	ref := e.push(t, foo, "1", cmdService)
 	if err := e.dc.PullImage(e.ctx, ref, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	foreignID, err := e.dc.CreateContainer(e.ctx, docker.ContainerSpec{Name: foo.container(), Image: ref,
-		Labels: map[string]string{"io.ironflock.test": t.Name()}})
+		Labels: map[string]string{testLabel: t.Name()}})
 	if err != nil {
 		t.Fatalf("create the foreign container (left over from an earlier run?): %v", err)
 	}
@@ -44,7 +46,7 @@ func TestAppsForeignContainerSurvives(t *testing.T) {
 	}
 	orphanKey := appKey(t)
 	var orphanID string
-	e.agent = startAgentOpts(t, cloud, agentTestOptions{apps: fastApps, setup: func(fl *config.Flock) {
+	e.start(t, appsEnvOptions{setup: func(fl *config.Flock) {
 		// A container of this device's agent for an app the store does not know.
 		id, err := e.dc.CreateContainer(e.ctx, docker.ContainerSpec{Name: fmt.Sprintf("prod_%d_orphan", orphanKey), Image: ref,
 			Labels: map[string]string{apps.LabelManaged: "true", apps.LabelAppKey: strconv.FormatUint(orphanKey, 10),
@@ -54,11 +56,6 @@ func TestAppsForeignContainerSurvives(t *testing.T) {
 		}
 		orphanID = id
 	}})
-	e.serial = e.agent.flock.SerialNumber
-	t.Cleanup(func() { e.cleanup(t) })
-	if err := cloud.AwaitDeviceStatus(e.ctx, e.serial, "CONNECTED"); err != nil {
-		t.Fatal(err)
-	}
 	e.awaitCond(t, "the orphan removed", func() bool {
 		_, err := e.dc.InspectContainer(e.ctx, orphanID)
 		return errors.Is(err, errdefs.ErrNotFound)
@@ -75,10 +72,10 @@ func TestAppsForeignContainerSurvives(t *testing.T) {
 	e.await(t, foo.key, "FAILED")
 	foreignAlive(t)
 	e.awaitCond(t, "the reason in the app log", func() bool {
-		return containsLine(e.appLog(t, foo.container()), "a container named prod_9_foo exists that this agent did not create")
+		return containsLine(e.appLog(t, foo.container()), "a container named "+foo.container()+" exists that this agent did not create")
 	})
 
-	// The cloud forgets app 9; the next connect tears it down and cleans up.
+	// The cloud forgets the app; the next connect tears it down and cleans up.
 	if err := cloud.DeleteRequested(e.serial, foo.key, "PROD"); err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +90,8 @@ func TestAppsForeignContainerSurvives(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	e.awaitCond(t, "app 9 forgotten", func() bool {
-		_, err := st.GetRequested(context.Background(), store.Key{AppKey: 9, Stage: "PROD"})
+	e.awaitCond(t, "the app forgotten", func() bool {
+		_, err := st.GetRequested(context.Background(), store.Key{AppKey: foo.key, Stage: "PROD"})
 		return errors.Is(err, errdefs.ErrNotFound)
 	})
 	foreignAlive(t)

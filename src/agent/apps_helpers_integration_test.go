@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ import (
 	"reagent/src/docker"
 	"reagent/src/errdefs"
 	"reagent/src/release"
+	"reagent/src/store"
 	"reagent/src/testimage"
 )
 
@@ -53,37 +55,84 @@ func fastApps(o *apps.Options) {
 	o.ReportRetryMin, o.ReportRetryMax = 50*time.Millisecond, 500*time.Millisecond
 }
 
-// appsEnv is a devcloud, an agent and the engine, for app tests.
+// appsEnv is a devcloud, a device with its agent and the engine, for app
+// tests.
 type appsEnv struct {
-	cloud  *devcloud.Cloud
-	agent  *testAgent
-	dc     *docker.Client
-	serial string
-	ctx    context.Context
+	cloud    *devcloud.Cloud
+	agent    *testAgent // nil until start; nil when the test runs the binary
+	dc       *docker.Client
+	serial   string
+	ctx      context.Context
+	registry string     // host:port the device pulls from
+	gate     *gateProxy // with appsEnvOptions.gate
 }
 
 type appsEnvOptions struct {
 	setup func(*config.Flock)
-	apps  func(*apps.Options)
+	apps  func(*apps.Options) // on top of fastApps
+	// gate puts a gateProxy (e.gate) between the device and the registry.
+	gate bool
 }
 
+// appsStart is a new devcloud with a connected in-process agent.
 func appsStart(t *testing.T, o appsEnvOptions) *appsEnv {
 	t.Helper()
+	e := newAppsEnv(t, 3*time.Minute)
+	e.start(t, o)
+	return e
+}
+
+// newAppsEnv is a devcloud and the engine; no device yet. Everything the
+// test runs must end within d.
+func newAppsEnv(t *testing.T, d time.Duration) *appsEnv {
+	t.Helper()
 	cloud := startCloud(t)
-	e := &appsEnv{cloud: cloud, dc: engineClient(t), ctx: deadline(t, 3*time.Minute)}
+	return &appsEnv{cloud: cloud, dc: engineClient(t), ctx: deadline(t, d), registry: cloud.RegistryHost()}
+}
+
+// start creates the device, runs its agent in-process and waits for
+// CONNECTED. The device's containers and images go when the test ends.
+func (e *appsEnv) start(t *testing.T, o appsEnvOptions) {
+	t.Helper()
+	if o.gate {
+		e.gate = startGateProxy(t, e.cloud.RegistryHost())
+		e.registry = e.gate.host
+	}
+	setup := func(fl *config.Flock) {
+		if e.gate != nil {
+			fl.DockerRegistryURL = e.gate.host + "/"
+		}
+		if o.setup != nil {
+			o.setup(fl)
+		}
+	}
 	knobs := func(ao *apps.Options) {
 		fastApps(ao)
 		if o.apps != nil {
 			o.apps(ao)
 		}
 	}
-	e.agent = startAgentOpts(t, cloud, agentTestOptions{setup: o.setup, apps: knobs})
+	e.agent = startAgent(t, e.cloud, agentOptions{setup: setup, apps: knobs})
 	e.serial = e.agent.flock.SerialNumber
 	t.Cleanup(func() { e.cleanup(t) })
-	if err := cloud.AwaitDeviceStatus(e.ctx, e.serial, "CONNECTED"); err != nil {
+	if err := e.cloud.AwaitDeviceStatus(e.ctx, e.serial, "CONNECTED"); err != nil {
 		t.Fatal(err)
 	}
-	return e
+}
+
+// newDevice creates a device for an agent the test runs itself (the
+// binary): its .flock path and agent dir. The device's containers and
+// images go when the test ends.
+func (e *appsEnv) newDevice(t *testing.T) (flockPath, agentDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	fl, flockPath, err := e.cloud.NewDevice(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.serial = fl.SerialNumber
+	t.Cleanup(func() { e.cleanup(t) })
+	return flockPath, filepath.Join(dir, "agent")
 }
 
 func engineClient(t *testing.T) *docker.Client {
@@ -96,12 +145,22 @@ func engineClient(t *testing.T) *docker.Client {
 	return dc
 }
 
-// cleanup removes every container the test's device created, and the
-// images of its registry (unique per devcloud: its port).
+// cleanup stops the in-process agent first (it would start a RUNNING app
+// again whose container goes), opens the gate, then removes every
+// container of the test's device and the images of its registry (unique
+// per devcloud or gate: its port).
 func (e *appsEnv) cleanup(t *testing.T) {
 	t.Helper()
+	if e.agent != nil {
+		if err := e.agent.stop(); err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	}
+	if e.gate != nil {
+		e.gate.release()
+	}
 	removeDeviceContainers(t, e.dc, e.serial)
-	removeRegistryImages(t, e.dc, e.cloud.RegistryHost())
+	removeRegistryImages(t, e.dc, e.registry)
 }
 
 func removeDeviceContainers(t *testing.T, dc *docker.Client, serial string) {
@@ -214,6 +273,40 @@ func (e *appsEnv) await(t *testing.T, key uint64, state string) {
 	if err := e.cloud.AwaitAppState(e.ctx, e.serial, key, "PROD", state); err != nil {
 		t.Fatalf("%v; reports %v", err, e.states(key))
 	}
+}
+
+// reconnect restarts the router and waits until the device reported
+// CONNECTED from a new session, so its on-connect sequence (the apps sync
+// among it) has run again.
+func (e *appsEnv) reconnect(t *testing.T) {
+	t.Helper()
+	before, _ := e.cloud.DeviceStatus(e.serial)
+	if err := e.cloud.StopRouter(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cloud.StartRouter(); err != nil {
+		t.Fatal(err)
+	}
+	e.awaitCond(t, "CONNECTED from a new session", func() bool {
+		st, ok := e.cloud.DeviceStatus(e.serial)
+		return ok && st.Status == "CONNECTED" && st.SessionID != before.SessionID
+	})
+}
+
+// requestedRow is the agent's stored request of a PROD app, read from its
+// database next to the running agent.
+func (e *appsEnv) requestedRow(t *testing.T, key uint64) store.Requested {
+	t.Helper()
+	st, err := store.Open(e.ctx, filepath.Join(e.agent.dir, "agent", "reagent.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	row, err := st.GetRequested(e.ctx, store.Key{AppKey: key, Stage: "PROD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return row
 }
 
 // awaitCond polls cond until it holds or the test's deadline.

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -10,21 +9,13 @@ import (
 // requested: the agent binary, started again with the same agent dir,
 // brings the app back to RUNNING with exactly one container.
 func TestAppsKill9(t *testing.T) {
-	cloud := startCloud(t)
-	e := &appsEnv{cloud: cloud, dc: engineClient(t), ctx: deadline(t, 3*time.Minute)}
-	dir := t.TempDir()
-	fl, path, err := cloud.NewDevice(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.serial = fl.SerialNumber
-	t.Cleanup(func() { e.cleanup(t) })
-	agentDir := filepath.Join(dir, "agent")
+	e := newAppsEnv(t, 3*time.Minute)
+	path, agentDir := e.newDevice(t)
 	a := app{key: appKey(t), name: "survivor", version: "1"}
 	e.push(t, a, "1", cmdService)
 
 	p := startBinary(t, path, agentDir)
-	if err := cloud.AwaitDeviceStatus(e.ctx, e.serial, "CONNECTED"); err != nil {
+	if err := e.cloud.AwaitDeviceStatus(e.ctx, e.serial, "CONNECTED"); err != nil {
 		t.Fatal(err)
 	}
 	e.request(t, a.requested("RUNNING"), nil)

@@ -5,9 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
-	"reagent/src/config"
 	"reagent/src/store"
 )
 
@@ -70,22 +68,8 @@ func TestAppsRequestBurst(t *testing.T) {
 // Router down during a transition: the transition completes offline and
 // every report arrives after reconnect, in order.
 func TestAppsRouterDownDuringTransition(t *testing.T) {
-	cloud := startCloud(t)
-	proxy := startGateProxy(t, cloud.RegistryHost())
-	e := &appsEnv{cloud: cloud, dc: engineClient(t), ctx: deadline(t, 3*time.Minute)}
-	e.agent = startAgentOpts(t, cloud, agentTestOptions{
-		setup: func(fl *config.Flock) { fl.DockerRegistryURL = proxy.host + "/" },
-		apps:  fastApps,
-	})
-	e.serial = e.agent.flock.SerialNumber
-	t.Cleanup(func() {
-		proxy.release()
-		removeDeviceContainers(t, e.dc, e.serial)
-		removeRegistryImages(t, e.dc, proxy.host)
-	})
-	if err := cloud.AwaitDeviceStatus(e.ctx, e.serial, "CONNECTED"); err != nil {
-		t.Fatal(err)
-	}
+	e := appsStart(t, appsEnvOptions{gate: true})
+	cloud, proxy := e.cloud, e.gate
 	a := app{key: appKey(t), name: "outage", version: "1"}
 	e.push(t, a, "1", cmdService)
 

@@ -9,13 +9,13 @@ import (
 
 	nx "github.com/gammazero/nexus/v3/wamp"
 
-	"reagent/src/config"
 	"reagent/src/store"
 )
 
 // update 1.0.0 → 1.1.0: the new tag runs, the old tag is gone, updateStatus
 // as the reference (pending_remote_confirmation on the PRESENT that ends
-// the update, completed afterwards).
+// the update, completed afterwards). The cloud then records the new version
+// (devcloud as the real one), so a reconnect brings no changed request.
 func TestAppsUpdate(t *testing.T) {
 	e := appsStart(t, appsEnvOptions{})
 	a := app{key: appKey(t), name: "upd", version: "1.0.0"}
@@ -50,6 +50,30 @@ func TestAppsUpdate(t *testing.T) {
 	if e.imageExists(t, old) {
 		t.Fatal("the old tag is still there")
 	}
+
+	rec := e.cloud.RequestedApps(e.serial)
+	if len(rec) != 1 || rec[0].PresentVersion != "1.1.0" || rec[0].RequestUpdate || rec[0].ReleaseKey != 2 {
+		t.Fatalf("the cloud's record after the update: %+v", rec)
+	}
+	row := e.requestedRow(t, a.key)
+	reports := len(e.reports(a.key))
+	e.reconnect(t)
+	if again := e.requestedRow(t, a.key); again.Generation != row.Generation || again.RequestUpdate || targetOf(again) != "1.1.0" {
+		t.Fatalf("after a reconnect the request is %+v (generation %d before)", again, row.Generation)
+	}
+	for _, r := range e.reports(a.key)[reports:] {
+		if r.State != "RUNNING" {
+			t.Fatalf("reports after the reconnect %v", e.states(a.key)[reports:])
+		}
+	}
+}
+
+// targetOf is the version a stored request asks for.
+func targetOf(r store.Requested) string {
+	if r.NewestVersion != "" {
+		return r.NewestVersion
+	}
+	return r.PresentVersion
 }
 
 // A pull in flight is cancelled by a request that no longer wants it
@@ -59,23 +83,8 @@ func TestAppsUpdate(t *testing.T) {
 // image). An update in flight is cancelled the same way: updateStatus
 // canceled, the old version kept and not updated again.
 func TestAppsCancelInFlight(t *testing.T) {
-	var proxy *gateProxy
-	cloud := startCloud(t)
-	proxy = startGateProxy(t, cloud.RegistryHost())
-	e := &appsEnv{cloud: cloud, dc: engineClient(t), ctx: deadline(t, 3*time.Minute)}
-	e.agent = startAgentOpts(t, cloud, agentTestOptions{
-		setup: func(fl *config.Flock) { fl.DockerRegistryURL = proxy.host + "/" },
-		apps:  fastApps,
-	})
-	e.serial = e.agent.flock.SerialNumber
-	t.Cleanup(func() {
-		proxy.release()
-		removeDeviceContainers(t, e.dc, e.serial)
-		removeRegistryImages(t, e.dc, proxy.host)
-	})
-	if err := cloud.AwaitDeviceStatus(e.ctx, e.serial, "CONNECTED"); err != nil {
-		t.Fatal(err)
-	}
+	e := appsStart(t, appsEnvOptions{gate: true})
+	proxy := e.gate
 	a := app{key: appKey(t), name: "cancel", version: "1.0.0"}
 	e.push(t, a, "1.0.0", cmdService)
 	e.push(t, a, "1.1.0", cmdService)

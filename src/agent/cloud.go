@@ -9,6 +9,7 @@ import (
 	"reagent/src/apps"
 	"reagent/src/backend"
 	"reagent/src/logs"
+	"reagent/src/store"
 	"reagent/src/system"
 	"reagent/src/transfer"
 	"reagent/src/wamp"
@@ -36,6 +37,7 @@ type linkDeps struct {
 	apps         *apps.Manager     // nil without an engine client
 	relay        *logs.Relay       // non-nil
 	transfers    *transfer.Manager // non-nil
+	store        *store.Store      // non-nil
 }
 
 // newCloudLink builds the session and its backend. The procedures and
@@ -95,6 +97,10 @@ func (c *cloudLink) serve(opts Options, d linkDeps, log zerolog.Logger) {
 	if d.apps != nil {
 		deps.Apps = d.apps
 		deps.Logs.Managed = d.apps.Managed
+	} else {
+		// No engine client, so no reconciler: the log history of the apps
+		// the store knows stays readable, and other names stay refused.
+		deps.Logs.Managed = logs.ManagedFromStore(d.store)
 	}
 	api.Register(sess, deps)
 	for _, st := range onConnectSteps(d) {

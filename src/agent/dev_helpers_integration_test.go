@@ -31,10 +31,6 @@ import (
 	"reagent/src/testimage"
 )
 
-// testLabel marks the base image of a test, and so every intermediate
-// container and image a build of it makes (they inherit the labels).
-const testLabel = "io.ironflock.test"
-
 // chunkSize is what the Studio sends per write_data call.
 const chunkSize = 64 << 10
 

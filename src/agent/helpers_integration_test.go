@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,11 @@ import (
 	"reagent/src/devcloud"
 	"reagent/src/wamp"
 )
+
+// testLabel marks what a test makes on the shared engine, with a value of
+// its own; a build's intermediate containers and images inherit it from
+// the base image.
+const testLabel = "io.ironflock.test"
 
 // testAgent is an agent running in-process against a devcloud.
 type testAgent struct {
@@ -37,52 +43,34 @@ func startCloud(t *testing.T) *devcloud.Cloud {
 	return devcloud.StartTest(t, devcloud.Options{Log: zerolog.Nop()})
 }
 
-// startAgent creates a device in cloud and runs agent.Run for it until the
-// test ends. register runs on the session before it starts.
-func startAgent(t *testing.T, cloud *devcloud.Cloud, register func(*wamp.Session), extraFlags ...string) *testAgent {
-	t.Helper()
-	return startAgentWith(t, cloud, nil, register, extraFlags...)
-}
-
-// startAgentWith is startAgent with a setup step between creating the
-// device in the cloud and starting the agent.
-func startAgentWith(t *testing.T, cloud *devcloud.Cloud, setup func(*config.Flock), register func(*wamp.Session), extraFlags ...string) *testAgent {
-	t.Helper()
-	return startAgentOpts(t, cloud, agentTestOptions{setup: setup, register: register, flags: extraFlags})
-}
-
-// agentTestOptions shape an in-process test agent.
-type agentTestOptions struct {
+// agentOptions shape an in-process test agent; the zero value is a plain
+// agent for a new device.
+type agentOptions struct {
 	setup    func(*config.Flock) // between creating the device and starting the agent
 	register func(*wamp.Session) // on the session before it runs
 	apps     func(*apps.Options) // the reconciler's knobs
-	flags    []string            // extra command-line flags
-	dir      string              // "" → a new t.TempDir()
-	flock    *config.Flock       // with dir: an existing device (agent restart)
-	flockAt  string              // its .flock path
+	runner   *recRunner          // takes the power commands; nil → one nobody reads
 }
 
-// startAgentOpts runs agent.Run for a device of cloud until the test ends.
-func startAgentOpts(t *testing.T, cloud *devcloud.Cloud, o agentTestOptions) *testAgent {
+// startAgent creates a device in cloud and runs agent.Run for it until the
+// test ends.
+func startAgent(t *testing.T, cloud *devcloud.Cloud, o agentOptions) *testAgent {
 	t.Helper()
-	dir, fl, path := o.dir, o.flock, o.flockAt
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	if fl == nil {
-		var err error
-		if fl, path, err = cloud.NewDevice(dir); err != nil {
-			t.Fatal(err)
-		}
+	dir := t.TempDir()
+	fl, path, err := cloud.NewDevice(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if o.setup != nil {
 		o.setup(fl)
 	}
-	register, extraFlags := o.register, o.flags
+	runner := o.runner
+	if runner == nil {
+		runner = &recRunner{}
+	}
 	a := &testAgent{flock: fl, path: path, dir: dir, logFile: filepath.Join(dir, "reagent.log")}
-	args := append([]string{"-config", path, "-agentDir", filepath.Join(dir, "agent"), "-logFile", a.logFile,
-		"-update=false", "-env", "local"}, extraFlags...)
-	flags, err := config.ParseFlags(args, io.Discard)
+	flags, err := config.ParseFlags([]string{"-config", path, "-agentDir", filepath.Join(dir, "agent"),
+		"-logFile", a.logFile, "-update=false", "-env", "local"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,11 +78,11 @@ func startAgentOpts(t *testing.T, cloud *devcloud.Cloud, o agentTestOptions) *te
 	done := make(chan error, 1)
 	built := make(chan struct{})
 	go func() {
-		done <- Run(ctx, Options{Flags: flags, Flock: fl, Stdout: io.Discard, runner: &noRunner{}, appsOptions: o.apps,
+		done <- Run(ctx, Options{Flags: flags, Flock: fl, Stdout: io.Discard, runner: runner, appsOptions: o.apps,
 			withSession: func(s *wamp.Session) {
 				a.sess = s
-				if register != nil {
-					register(s)
+				if o.register != nil {
+					o.register(s)
 				}
 				close(built)
 			}})
@@ -203,6 +191,46 @@ func rpcErr(t *testing.T, err error) (uri, text string) {
 	return string(rpc.Err.Error), text
 }
 
+// malformedCall is bad input for a device procedure.
+type malformedCall struct {
+	name   string
+	args   nx.List
+	kwargs nx.Dict
+}
+
+// malformedCalls are the bad inputs every procedure meets — no arguments,
+// null, a string where a dict belongs, a string of 5 MB (big) — and the
+// test's own wrongly typed fields.
+func malformedCalls(big string, specific ...malformedCall) []malformedCall {
+	return append([]malformedCall{
+		{"no args", nil, nil},
+		{"null", nx.List{nil}, nil},
+		{"string", nx.List{"x"}, nil},
+		{"5 MB string", nx.List{big}, nil},
+	}, specific...)
+}
+
+// callMalformed calls each of procs with each input as system. A procedure
+// may answer (most ignore what they do not use); one that fails must do so
+// in the reference's error shape with invalid_argument, or canceled for a
+// recovered panic.
+func callMalformed(t *testing.T, ctx context.Context, cloud *devcloud.Cloud, serial string, procs []string, inputs []malformedCall) {
+	t.Helper()
+	for _, proc := range procs {
+		for _, in := range inputs {
+			t.Run(proc+"/"+in.name, func(t *testing.T) {
+				_, err := cloud.CallDevice(ctx, "system", serial, proc, in.args, in.kwargs)
+				if err == nil {
+					return
+				}
+				if uri, _ := rpcErr(t, err); uri != "wamp.error.invalid_argument" && uri != "wamp.error.canceled" {
+					t.Fatalf("uri = %s", uri)
+				}
+			})
+		}
+	}
+}
+
 func callOK(t *testing.T, ctx context.Context, cloud *devcloud.Cloud, authid, serial, proc string, args nx.List, kwargs nx.Dict) *nx.Result {
 	t.Helper()
 	res, err := cloud.CallDevice(ctx, authid, serial, proc, args, kwargs)
@@ -212,18 +240,25 @@ func callOK(t *testing.T, ctx context.Context, cloud *devcloud.Cloud, authid, se
 	return res
 }
 
-// noRunner stands in for reboot, poweroff and systemctl: in-process agents
-// must never act on the test machine.
-type noRunner struct {
+// recRunner stands in for reboot, poweroff and systemctl: in-process
+// agents must never act on the test machine. It records the commands.
+type recRunner struct {
 	mu   sync.Mutex
 	runs []string
 }
 
-func (r *noRunner) Run(_ context.Context, name string, args ...string) error {
+func (r *recRunner) Run(_ context.Context, name string, args ...string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.runs = append(r.runs, strings.Join(append([]string{name}, args...), " "))
 	return nil
+}
+
+// get is the commands run so far.
+func (r *recRunner) get() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.runs)
 }
 
 func readFileErr(path string) (string, error) {

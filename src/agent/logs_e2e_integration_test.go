@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,7 +20,6 @@ import (
 
 	"reagent/src/devcloud"
 	"reagent/src/docker"
-	"reagent/src/testimage"
 )
 
 // cmdPrinter prints "line <n>" 50 times a second, forever.
@@ -86,24 +84,11 @@ func TestLogsSurviveAgentKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the agent binary against the engine")
 	}
-	cloud := startCloud(t)
-	dc := engineClient(t)
-	ctx := deadline(t, 4*time.Minute)
-	dir := t.TempDir()
-	fl, flockPath, err := cloud.NewDevice(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial := fl.SerialNumber
-	t.Cleanup(func() {
-		removeDeviceContainers(t, dc, serial)
-		removeRegistryImages(t, dc, cloud.RegistryHost())
-	})
+	e := newAppsEnv(t, 4*time.Minute)
+	flockPath, agentDir := e.newDevice(t)
+	cloud, dc, ctx, serial := e.cloud, e.dc, e.ctx, e.serial
 	a := app{key: appKey(t), name: "Printer", version: "1.0.0"}
-	if _, err := cloud.PushBusybox(ctx, a.key, a.name, a.version, testimage.Options{Cmd: cmdPrinter}); err != nil {
-		t.Fatal(err)
-	}
-	agentDir := filepath.Join(dir, "agent")
+	e.push(t, a, a.version, cmdPrinter)
 	p := startBinary(t, flockPath, agentDir)
 	if err := cloud.AwaitDeviceStatus(ctx, serial, "CONNECTED"); err != nil {
 		t.Fatal(err)
@@ -248,24 +233,12 @@ func TestLogsAgentFloodWithRouterGone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the agent binary against the engine")
 	}
-	cloud := startCloud(t)
-	dc := engineClient(t)
-	ctx := deadline(t, 4*time.Minute)
-	dir := t.TempDir()
-	fl, flockPath, err := cloud.NewDevice(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial := fl.SerialNumber
-	t.Cleanup(func() {
-		removeDeviceContainers(t, dc, serial)
-		removeRegistryImages(t, dc, cloud.RegistryHost())
-	})
+	e := newAppsEnv(t, 4*time.Minute)
+	flockPath, agentDir := e.newDevice(t)
+	cloud, ctx, serial := e.cloud, e.ctx, e.serial
 	a := app{key: appKey(t), name: "Flood", version: "1.0.0"}
-	if _, err := cloud.PushBusybox(ctx, a.key, a.name, a.version, testimage.Options{Cmd: cmdFlood}); err != nil {
-		t.Fatal(err)
-	}
-	p := startBinary(t, flockPath, filepath.Join(dir, "agent"))
+	e.push(t, a, a.version, cmdFlood)
+	p := startBinary(t, flockPath, agentDir)
 	if err := cloud.AwaitDeviceStatus(ctx, serial, "CONNECTED"); err != nil {
 		t.Fatal(err)
 	}

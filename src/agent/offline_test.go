@@ -67,7 +67,7 @@ func TestOfflineNeverDials(t *testing.T) {
 	for round := 0; round < 2; round++ { // the second run proves the lock was released
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- Run(ctx, Options{Flags: flags, Flock: fl, Stdout: io.Discard, runner: &noRunner{}}) }()
+		go func() { done <- Run(ctx, Options{Flags: flags, Flock: fl, Stdout: io.Discard, runner: &recRunner{}}) }()
 		wait := deadline(t, 10*time.Second)
 		if err := await(wait, func() bool {
 			b, _ := readFileErr(logFile)

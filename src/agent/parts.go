@@ -113,6 +113,7 @@ func buildParts(opts Options, paths config.Paths, log zerolog.Logger, restart fu
 		apps:         lp.apps,
 		relay:        lp.relay,
 		transfers:    lp.transfers,
+		store:        st,
 	}, log)
 	b.parts = append(b.parts, link)
 	return b, nil

@@ -28,7 +28,7 @@ var statsKeys = []string{"cpu_count", "cpu_usage", "memory_total", "memory_used"
 // device is callable.
 func TestAgentConnectsAndReports(t *testing.T) {
 	cloud := startCloud(t)
-	a := startAgent(t, cloud, nil)
+	a := startAgent(t, cloud, agentOptions{})
 	serial := a.flock.SerialNumber
 	ctx := deadline(t, 20*time.Second)
 	if err := cloud.AwaitDeviceStatus(ctx, serial, "CONNECTED"); err != nil {
@@ -83,9 +83,9 @@ func TestAgentConnectsAndReports(t *testing.T) {
 func TestRouterRestart(t *testing.T) {
 	cloud := startCloud(t)
 	var states atomic.Int32 // OnStateChange notifications
-	a := startAgent(t, cloud, func(s *wamp.Session) {
+	a := startAgent(t, cloud, agentOptions{register: func(s *wamp.Session) {
 		s.OnStateChange(func(bool) { states.Add(1) })
-	})
+	}})
 	serial := a.flock.SerialNumber
 	ctx := deadline(t, 30*time.Second)
 	if err := cloud.AwaitDeviceStatus(ctx, serial, "CONNECTED"); err != nil {
@@ -156,7 +156,7 @@ func TestPrivilegeDenied(t *testing.T) {
 	cloud.AddUser(devcloud.User{AuthID: "101", Secret: "admin-secret",
 		Privileges: []string{"READ", "NETWORK", "MAINTAIN", "DEVELOP", "INSTALL", "OPERATE"}})
 	var ran atomic.Int32
-	a := startAgent(t, cloud, func(s *wamp.Session) {
+	a := startAgent(t, cloud, agentOptions{register: func(s *wamp.Session) {
 		for _, p := range allPrivileges {
 			s.Register("test_"+strings.ToLower(string(p)), p, func(context.Context, *wamp.Call) (wamp.Result, error) {
 				ran.Add(1)
@@ -172,7 +172,7 @@ func TestPrivilegeDenied(t *testing.T) {
 			ran.Add(1)
 			return wamp.Result{}, nil
 		})
-	})
+	}})
 	serial := a.flock.SerialNumber
 	ctx := deadline(t, 30*time.Second)
 	if err := cloud.AwaitDeviceStatus(ctx, serial, "CONNECTED"); err != nil {
@@ -221,7 +221,7 @@ func TestPrivilegeDenied(t *testing.T) {
 // validates, canceled for a recovered panic) and the agent still answers.
 func TestRobustness(t *testing.T) {
 	cloud := startCloud(t)
-	a := startAgent(t, cloud, func(s *wamp.Session) {
+	a := startAgent(t, cloud, agentOptions{register: func(s *wamp.Session) {
 		s.Register("test_decode", wamp.Read, func(_ context.Context, c *wamp.Call) (wamp.Result, error) {
 			d, err := c.Dict(0)
 			if err != nil {
@@ -251,27 +251,19 @@ func TestRobustness(t *testing.T) {
 			s, _ := c.Args[0].(string)
 			return wamp.Result{Args: []any{len(s)}}, nil
 		})
-	})
+	}})
 	serial := a.flock.SerialNumber
 	ctx := deadline(t, 60*time.Second)
 	if err := cloud.AwaitDeviceStatus(ctx, serial, "CONNECTED"); err != nil {
 		t.Fatal(err)
 	}
 	big := strings.Repeat("x", 5<<20)
-	inputs := []struct {
-		name   string
-		args   nx.List
-		kwargs nx.Dict
-	}{
-		{"no args", nil, nil},
-		{"null", nx.List{nil}, nil},
-		{"string", nx.List{"x"}, nil},
-		{"5 MB string", nx.List{big}, nil},
-		{"wrong-typed fields", nx.List{nx.Dict{"name": 5, "app_key": "seven"}}, nil},
-		{"negative key", nx.List{nx.Dict{"name": "a", "app_key": -1}}, nil},
-		{"wrong-typed kwargs", nil, nx.Dict{"cancel_transition": "yes", "app_key": []any{1}}},
-		{"bad delegation", nil, nx.Dict{"requestor_account_key": "not-a-number"}},
-	}
+	inputs := malformedCalls(big,
+		malformedCall{"wrong-typed fields", nx.List{nx.Dict{"name": 5, "app_key": "seven"}}, nil},
+		malformedCall{"negative key", nx.List{nx.Dict{"name": "a", "app_key": -1}}, nil},
+		malformedCall{"wrong-typed kwargs", nil, nx.Dict{"cancel_transition": "yes", "app_key": []any{1}}},
+		malformedCall{"bad delegation", nil, nx.Dict{"requestor_account_key": "not-a-number"}},
+	)
 	// Every registered procedure, except those whose valid defaults act on
 	// this machine (a bare prune_images prunes the engine's dangling
 	// images; the power procedures are covered with fakes in src/api).
@@ -284,20 +276,7 @@ func TestRobustness(t *testing.T) {
 		}
 	}
 	sort.Strings(procs)
-	for _, proc := range procs {
-		for _, in := range inputs {
-			t.Run(proc+"/"+in.name, func(t *testing.T) {
-				_, err := cloud.CallDevice(ctx, "system", serial, proc, in.args, in.kwargs)
-				if err == nil {
-					return // a procedure may accept some of these (kwargs are ignored by most)
-				}
-				uri, _ := rpcErr(t, err)
-				if uri != "wamp.error.invalid_argument" && uri != "wamp.error.canceled" {
-					t.Fatalf("uri = %s", uri)
-				}
-			})
-		}
-	}
+	callMalformed(t, ctx, cloud, serial, procs, inputs)
 	// The big payload arrived whole.
 	res := callOK(t, ctx, cloud, "system", serial, "test_echo_size", nx.List{big}, nil)
 	if n, _ := wamp.ToUint64(res.Arguments[0], false); n != uint64(len(big)) {
@@ -324,7 +303,7 @@ func TestRobustness(t *testing.T) {
 // Wire errors keep their class for Go callers of Session.Call.
 func TestSessionCallErrors(t *testing.T) {
 	cloud := startCloud(t)
-	a := startAgent(t, cloud, nil)
+	a := startAgent(t, cloud, agentOptions{})
 	ctx := deadline(t, 20*time.Second)
 	if err := a.sess.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
@@ -356,13 +335,13 @@ func TestSessionCallErrors(t *testing.T) {
 // alone.
 func TestMetadataSavedToFlock(t *testing.T) {
 	cloud := startCloud(t)
-	unchanged := startAgent(t, cloud, nil)
+	unchanged := startAgent(t, cloud, agentOptions{})
 	before := readFile(t, unchanged.path)
-	renamed := startAgentWith(t, cloud, func(fl *config.Flock) {
+	renamed := startAgent(t, cloud, agentOptions{setup: func(fl *config.Flock) {
 		if err := cloud.SetDeviceMetadata(fl.SerialNumber, "renamed-device", "other swarm", "bob", fl.SwarmKey); err != nil {
 			t.Fatal(err)
 		}
-	}, nil)
+	}})
 	ctx := deadline(t, 20*time.Second)
 	for _, a := range []*testAgent{unchanged, renamed} {
 		if err := cloud.AwaitDeviceStatus(ctx, a.flock.SerialNumber, "CONNECTED"); err != nil {

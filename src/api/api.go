@@ -154,11 +154,20 @@ func (h *handlers) add(r Registrar, name string, fn wamp.Handler) {
 	switch {
 	case !ok:
 		panic("api: procedure " + name + " has no entry in the privilege table")
-	case ru.dynamic != nil:
-		r.RegisterDynamic(name, ru.dynamic, fn)
+	case ru.dynamic:
+		panic("api: procedure " + name + " has a dynamic privilege: register it with addDynamic")
 	default:
 		r.Register(name, ru.static, fn)
 	}
+}
+
+// addDynamic registers name, whose table entry says its privilege is
+// decided per call, with the func that decides it.
+func (h *handlers) addDynamic(r Registrar, name string, p wamp.PrivilegeFunc, fn wamp.Handler) {
+	if ru, ok := privileges[name]; !ok || !ru.dynamic {
+		panic("api: procedure " + name + " has no dynamic entry in the privilege table")
+	}
+	r.RegisterDynamic(name, p, fn)
 }
 
 // args is the answer with positional args only.

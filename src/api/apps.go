@@ -27,10 +27,7 @@ func (h *handlers) registerAppState(r Registrar) {
 	if h.d.Apps == nil {
 		return
 	}
-	if _, ok := privileges[ProcRequestAppState]; !ok {
-		panic("api: procedure " + ProcRequestAppState + " has no entry in the privilege table")
-	}
-	r.RegisterDynamic(ProcRequestAppState, h.appStatePrivilege, h.requestAppState)
+	h.addDynamic(r, ProcRequestAppState, h.appStatePrivilege, h.requestAppState)
 }
 
 // appStatePrivilege: INSTALL when the request brings the app onto the

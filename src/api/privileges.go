@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"sort"
 	"strings"
 
@@ -55,8 +54,10 @@ const PrefixTermResize = "term_resize."
 
 // rule is how the privilege of one procedure is decided.
 type rule struct {
-	static  wamp.Privilege     // "" when dynamic decides
-	dynamic wamp.PrivilegeFunc // per call, from the arguments
+	static wamp.Privilege // "" when dynamic
+	// dynamic: decided per call by the privilege func the procedure is
+	// registered with (addDynamic), from state only its handlers know.
+	dynamic bool
 }
 
 // privileges is the privilege of every device procedure: the reference's
@@ -64,7 +65,7 @@ type rule struct {
 // damage calls for. Deny by default: a procedure missing here cannot be
 // registered through this package. Read-only.
 var privileges = map[string]rule{
-	ProcRequestAppState:           {dynamic: RequestAppStatePrivilege}, // reference: none since v0.17.4
+	ProcRequestAppState:           {dynamic: true}, // reference: none since v0.17.4; from the app's local state
 	ProcWriteData:                 {static: wamp.Develop},
 	ProcDeviceHandshake:           {static: wamp.Public}, // reveals the serial and the clock only
 	ProcGetImages:                 {static: wamp.Read},
@@ -112,7 +113,7 @@ var prefixPrivileges = map[string]wamp.Privilege{
 // (and so must not be served).
 func PrivilegeOf(name string) (wamp.Privilege, bool) {
 	if r, ok := privileges[name]; ok {
-		if r.dynamic != nil {
+		if r.dynamic {
 			return wamp.Dynamic, true
 		}
 		return r.static, true
@@ -133,24 +134,4 @@ func Procedures() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// RequestAppStatePrivilege decides request_app_state's privilege from its
-// kwargs (the check the reference deleted in v0.17.4): INSTALL when the
-// request brings something onto the device — the app comes from REMOVED or
-// UNINSTALLED (current_state, else state; unknown counts as not installed)
-// or a new version is requested — otherwise OPERATE.
-func RequestAppStatePrivilege(_ context.Context, c *wamp.Call) (wamp.Privilege, error) {
-	cur, _ := c.Kwargs["current_state"].(string)
-	if cur == "" {
-		cur, _ = c.Kwargs["state"].(string)
-	}
-	switch cur {
-	case "", "REMOVED", "UNINSTALLED":
-		return wamp.Install, nil
-	}
-	if update, _ := c.Kwargs["request_update"].(bool); update {
-		return wamp.Install, nil
-	}
-	return wamp.Operate, nil
 }

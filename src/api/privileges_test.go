@@ -66,6 +66,9 @@ func TestRegisterUsesTheTable(t *testing.T) {
 		if p.dyn == nil && p.priv != want {
 			t.Errorf("%s registered as %q, table says %q", name, p.priv, want)
 		}
+		if p.dyn != nil && want != wamp.Dynamic {
+			t.Errorf("%s registered with a privilege func, table says %q", name, want)
+		}
 		if p.priv == "" && p.dyn == nil {
 			t.Errorf("%s registered without a privilege", name)
 		}
@@ -83,38 +86,33 @@ func TestRegisterUsesTheTable(t *testing.T) {
 	}
 }
 
-func TestUnknownProcedurePanicsAtRegistration(t *testing.T) {
+// A registration the table does not back fails loudly: an unknown name,
+// a dynamic entry registered with a fixed privilege, a fixed entry
+// registered with a privilege func.
+func TestRegistrationOutsideTheTablePanics(t *testing.T) {
 	h, _ := newTest(t, Deps{})
-	defer func() {
-		if recover() == nil {
-			t.Fatal("registering a name without a privilege must fail loudly")
-		}
-	}()
-	h.add(&recorder{procs: map[string]registered{}}, "not_in_table", h.deviceHandshake)
-}
-
-func TestRequestAppStatePrivilege(t *testing.T) {
-	tests := []struct {
-		name   string
-		kwargs map[string]any
-		want   wamp.Privilege
+	anyPrivilege := func(context.Context, *wamp.Call) (wamp.Privilege, error) { return wamp.Read, nil }
+	cases := []struct {
+		name     string
+		register func(r *recorder)
 	}{
-		{"install from REMOVED", map[string]any{"current_state": "REMOVED", "target_state": "RUNNING"}, wamp.Install},
-		{"install from UNINSTALLED", map[string]any{"current_state": "UNINSTALLED"}, wamp.Install},
-		{"state fallback", map[string]any{"state": "REMOVED"}, wamp.Install},
-		{"unknown current state", map[string]any{"target_state": "RUNNING"}, wamp.Install},
-		{"no kwargs", nil, wamp.Install},
-		{"wrong type counts as unknown", map[string]any{"current_state": 7}, wamp.Install},
-		{"stop a running app", map[string]any{"current_state": "RUNNING", "target_state": "PRESENT"}, wamp.Operate},
-		{"start a present app", map[string]any{"current_state": "PRESENT", "target_state": "RUNNING"}, wamp.Operate},
-		{"update is an install", map[string]any{"current_state": "RUNNING", "request_update": true}, wamp.Install},
+		{"unknown name", func(r *recorder) { h.add(r, "not_in_table", h.deviceHandshake) }},
+		{"unknown dynamic name", func(r *recorder) { h.addDynamic(r, "not_in_table", anyPrivilege, h.deviceHandshake) }},
+		{"dynamic entry with a fixed privilege", func(r *recorder) { h.add(r, ProcRequestAppState, h.deviceHandshake) }},
+		{"fixed entry with a privilege func", func(r *recorder) { h.addDynamic(r, ProcGetImages, anyPrivilege, h.deviceHandshake) }},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := RequestAppStatePrivilege(context.Background(), &wamp.Call{Kwargs: tc.kwargs})
-			if err != nil || got != tc.want {
-				t.Fatalf("got %q %v, want %q", got, err, tc.want)
-			}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := &recorder{procs: map[string]registered{}}
+			defer func() {
+				if recover() == nil {
+					t.Fatal("the registration did not panic")
+				}
+				if len(r.procs) != 0 {
+					t.Fatalf("registered %v", r.procs)
+				}
+			}()
+			c.register(r)
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"reagent/src/backend"
+	"reagent/src/docker"
 	"reagent/src/errdefs"
 )
 
@@ -156,6 +158,75 @@ func TestDevBuildPicksArchDockerfile(t *testing.T) {
 	h.settle(t, k)
 	if got := h.eng.builds[0].Dockerfile; got != "sub/Dockerfile.amd64" {
 		t.Fatalf("built with %s", got)
+	}
+}
+
+// The build hands the engine credentials for its FROM images: the device
+// registry's (registry token of the requestor + device secret) and every
+// docker_credentials entry, keyed by host; docker_credentials win for the
+// device registry, as for pulls.
+func TestDevBuildRegistryAuth(t *testing.T) {
+	tests := []struct {
+		name    string
+		creds   map[string]Credential
+		offline bool
+		want    map[string]docker.RegistryAuth
+		tokens  int    // get_registry_token calls
+		logged  string // in the app's log; "" = nothing about credentials
+	}{
+		{"device registry only", nil, false, map[string]docker.RegistryAuth{
+			"registry.test:5000": {Username: "token-7", Password: "s3cret", ServerAddress: "registry.test:5000"},
+		}, 1, ""},
+		{"device registry and docker_credentials", map[string]Credential{
+			"https://Hub.Example.com/v2/": {Username: "hu", Password: "hp"},
+			"ghcr.io":                     {Username: "gu", Password: "ghcr-pw"},
+		}, false, map[string]docker.RegistryAuth{
+			"registry.test:5000": {Username: "token-7", Password: "s3cret", ServerAddress: "registry.test:5000"},
+			"hub.example.com":    {Username: "hu", Password: "hp", ServerAddress: "hub.example.com"},
+			"ghcr.io":            {Username: "gu", Password: "ghcr-pw", ServerAddress: "ghcr.io"},
+		}, 1, ""},
+		{"docker_credentials for the device registry win", map[string]Credential{
+			"registry.test:5000": {Username: "own", Password: "pw"},
+		}, false, map[string]docker.RegistryAuth{
+			"registry.test:5000": {Username: "own", Password: "pw", ServerAddress: "registry.test:5000"},
+		}, 0, ""},
+		{"offline: docker_credentials only", map[string]Credential{
+			"ghcr.io": {Username: "gu", Password: "ghcr-pw"},
+		}, true, map[string]docker.RegistryAuth{
+			"ghcr.io": {Username: "gu", Password: "ghcr-pw", ServerAddress: "ghcr.io"},
+		}, 0, "dev_1_demo: The device is offline: building without the credentials of registry.test:5000."},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			k := Key{AppKey: 1, Stage: StageDev}
+			writeSource(t, h, "demo", goodSource)
+			h.link.set(!tc.offline)
+			r := devApp(1, "demo", StateBuilt)
+			r.DockerCredentials = tc.creds
+			h.request(t, r)
+			h.settle(t, k)
+			if a := h.actual(t, k); a.State != StatePresent {
+				t.Fatalf("actual %+v", a)
+			}
+			if len(h.eng.builds) != 1 {
+				t.Fatalf("%d builds", len(h.eng.builds))
+			}
+			if got := h.eng.builds[0].Auth; !maps.Equal(got, tc.want) {
+				t.Fatalf("build auth %v, want %v", got, tc.want)
+			}
+			if len(h.cloud.tokens) != tc.tokens || tc.tokens > 0 && h.cloud.tokens[0] != 7 {
+				t.Fatalf("token calls %v, want %d for the requestor 7", h.cloud.tokens, tc.tokens)
+			}
+			if tc.logged != "" && h.log.count(tc.logged) != 1 {
+				t.Fatalf("log %v lacks %q", h.log.all(), tc.logged)
+			}
+			for _, l := range h.log.all() {
+				if strings.Contains(l, "s3cret") || strings.Contains(l, "ghcr-pw") {
+					t.Fatalf("a password in the log: %q", l)
+				}
+			}
+		})
 	}
 }
 

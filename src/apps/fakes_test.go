@@ -18,6 +18,7 @@ import (
 	"reagent/src/docker"
 	"reagent/src/errdefs"
 	"reagent/src/store"
+	"reagent/src/store/storetest"
 )
 
 // fakeEngine is an in-memory engine for this package's unit tests. It
@@ -420,9 +421,12 @@ type fakeLink struct {
 	changed chan struct{}
 	credKey string
 	baseURL string
+	flock   config.Flock // what the session knows now; setFlock changes it
 }
 
-func newFakeLink(up bool) *fakeLink { return &fakeLink{up: up, changed: make(chan struct{})} }
+func newFakeLink(up bool, fl config.Flock) *fakeLink {
+	return &fakeLink{up: up, changed: make(chan struct{}), flock: fl}
+}
 
 func (l *fakeLink) Connected() bool {
 	l.mu.Lock()
@@ -452,6 +456,19 @@ func (l *fakeLink) WaitConnected(ctx context.Context) error {
 		case <-ch:
 		}
 	}
+}
+
+func (l *fakeLink) Flock() config.Flock {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.flock
+}
+
+// setFlock is the cloud changing the device's metadata.
+func (l *fakeLink) setFlock(change func(*config.Flock)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	change(&l.flock)
 }
 
 func (l *fakeLink) AppCredKey() string { return l.credKey }
@@ -514,8 +531,9 @@ func newHarness(t *testing.T, adjust func(*Options)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	flags := config.Flags{AgentDir: dir, AppsDir: filepath.Join(dir, "apps")}
-	h := &harness{eng: newFakeEngine(), cloud: &fakeCloud{}, link: newFakeLink(true), log: &recLog{},
-		st: store.OpenTest(t), flock: testFlock(), paths: flags.Paths()}
+	h := &harness{eng: newFakeEngine(), cloud: &fakeCloud{}, log: &recLog{},
+		st: storetest.Open(t), flock: testFlock(), paths: flags.Paths()}
+	h.link = newFakeLink(true, *h.flock)
 	opts := Options{
 		Store: h.st, Engine: h.eng, Flock: h.flock, Paths: h.paths, Arch: "amd64", Cloud: h.cloud, Link: h.link,
 		AppLog: h.log, Log: zerolog.Nop(),

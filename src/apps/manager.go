@@ -54,6 +54,9 @@ type Link interface {
 	WaitConnected(ctx context.Context) error
 	AppCredKey() string
 	BaseURL() string
+	// Flock is the .flock with the metadata the cloud changed since
+	// start (device name, swarm, owner).
+	Flock() config.Flock
 }
 
 // Transfers cancels an upload a state request supersedes
@@ -447,6 +450,17 @@ func (m *Manager) Managed(ctx context.Context, name string) bool {
 		}
 	}
 	return false
+}
+
+// flock is the device's .flock as it is now: the link's copy, which has
+// the metadata the cloud changed since start (device name, swarm, owner),
+// else the one the Manager was built with.
+func (m *Manager) flock() *config.Flock {
+	if m.opts.Link == nil {
+		return m.opts.Flock
+	}
+	fl := m.opts.Link.Flock()
+	return &fl
 }
 
 // metaKey names a per-app fact in store meta.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"reagent/src/backend"
+	"reagent/src/config"
 	"reagent/src/docker"
 	"reagent/src/errdefs"
 )
@@ -133,6 +134,51 @@ func TestContainerSettings(t *testing.T) {
 	}
 	if h.log.count("Now running app Demo (2.0.0)") != 1 || h.log.count("Succesfully installed the app: Demo (Version: 2.0.0)") != 1 {
 		t.Fatalf("app log %v", h.log.all())
+	}
+}
+
+// An app started after the cloud renamed the device (or moved it to
+// another swarm) gets the new metadata, not the .flock's of start; its
+// reports carry the new swarm key.
+func TestEnvFollowsDeviceMetadata(t *testing.T) {
+	h := newHarness(t, nil)
+	h.link.baseURL = "https://studio.test"
+	env := func(name string) map[string]string {
+		out := map[string]string{}
+		for _, e := range h.eng.specs[name].Env {
+			n, v, _ := strings.Cut(e, "=")
+			out[n] = v
+		}
+		return out
+	}
+	first := Key{AppKey: 1, Stage: StageProd}
+	h.eng.registry[h.ref(first, "One", "1.0.0")] = true
+	h.request(t, prodApp(1, "One", StateRunning, "1.0.0"))
+	h.settle(t, first)
+	if e := env("prod_1_one"); e["DEVICE_NAME"] != "dev-1" || e["DEVICE_URL"] != "https://studio.test/owner/swarms/swarm/settings/devices/dev-1" {
+		t.Fatalf("env before the rename %v", e)
+	}
+
+	h.link.setFlock(func(fl *config.Flock) {
+		fl.Name, fl.SwarmName, fl.SwarmOwnerName, fl.SwarmKey = "renamed", "swarm-b", "alice", 77
+	})
+	second := Key{AppKey: 2, Stage: StageProd}
+	h.eng.registry[h.ref(second, "Two", "1.0.0")] = true
+	reports := len(h.outboxReports(t))
+	h.request(t, prodApp(2, "Two", StateRunning, "1.0.0"))
+	h.settle(t, second)
+	e := env("prod_2_two")
+	if e["DEVICE_NAME"] != "renamed" || e["SWARM_KEY"] != "77" ||
+		e["DEVICE_URL"] != "https://studio.test/alice/swarms/swarm-b/settings/devices/renamed" {
+		t.Fatalf("env after the rename %v", e)
+	}
+	for _, r := range h.outboxReports(t)[reports:] {
+		if r.SwarmKey != 77 || r.DeviceKey != h.flock.DeviceKey {
+			t.Fatalf("report %+v: want swarm 77, device %d", r, h.flock.DeviceKey)
+		}
+	}
+	if h.flock.Name != "dev-1" {
+		t.Fatal("the Manager changed the .flock it was given")
 	}
 }
 

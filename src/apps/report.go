@@ -41,11 +41,12 @@ func (m *Manager) reportLocked(ctx context.Context, w *worker, req store.Request
 	default:
 		w.pendingSent = true
 	}
+	fl := m.flock()
 	r := backend.AppStateReport{
 		AppKey:              a.AppKey,
-		DeviceKey:           m.opts.Flock.DeviceKey,
-		SwarmKey:            m.opts.Flock.SwarmKey,
-		SerialNumber:        m.opts.Flock.SerialNumber,
+		DeviceKey:           fl.DeviceKey,
+		SwarmKey:            fl.SwarmKey, // the cloud may have moved the device
+		SerialNumber:        fl.SerialNumber,
 		Stage:               a.Stage,
 		State:               a.State,
 		DeviceToAppKey:      0,

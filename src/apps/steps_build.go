@@ -70,8 +70,9 @@ func (m *Manager) buildStep(o *observation) *step {
 // build makes the DEV image <registry><repo>dev_<arch>_<key>_<name>(:latest)
 // from the uploaded source: REMOVED, the archive checked, "Starting image
 // build...", BUILDING, the engine's build with the archive itself as the
-// context, every output line to o.logTo(), "Image built successfully". The
-// caller records BUILT.
+// context and the registry credentials of buildAuth for its FROM images,
+// every output line to o.logTo(), "Image built successfully". The caller
+// records BUILT.
 func (m *Manager) build(ctx context.Context, o *observation) error {
 	if err := m.setState(ctx, o, StateRemoved, "", nil); err != nil {
 		return err
@@ -94,6 +95,7 @@ func (m *Manager) build(ctx context.Context, o *observation) error {
 		Tags:       []string{o.repo},
 		Dockerfile: dockerfile,
 		Labels:     map[string]string{LabelAppKey: strconv.FormatUint(o.key.AppKey, 10), LabelStage: o.key.Stage},
+		Auth:       m.buildAuth(ctx, o, logName),
 	}, func(line []byte) { m.applog.Progress(logName, line) })
 	if err != nil {
 		if ctx.Err() != nil {

@@ -68,9 +68,49 @@ func (m *Manager) registryAuth(ctx context.Context, o *observation, logName, doi
 			return &docker.RegistryAuth{Username: c.Username, Password: c.Password, ServerAddress: host}
 		}
 	}
+	auth, why := m.deviceRegistryAuth(ctx, o)
+	if auth == nil && why != "" {
+		m.applog.Write(logName, why+": "+doing+" without registry credentials.")
+	}
+	return auth
+}
+
+// buildAuth are the credentials a build hands the engine for the images
+// of its FROM lines (the classic builder pulls them itself): every entry
+// of docker_credentials, keyed by its host, and the device registry with
+// the registry token and device secret, unless docker_credentials already
+// name that host (the same precedence as for pulls). What cannot be had
+// is said in the log logName; the build goes on without it, since a
+// Dockerfile based on a public image needs none.
+func (m *Manager) buildAuth(ctx context.Context, o *observation, logName string) map[string]docker.RegistryAuth {
+	out := map[string]docker.RegistryAuth{}
+	creds, err := credentials(o.req)
+	if err != nil {
+		m.applog.Write(logName, err.Error())
+	}
+	for key, c := range creds {
+		host := RegistryHost(key)
+		out[host] = docker.RegistryAuth{Username: c.Username, Password: c.Password, ServerAddress: host}
+	}
+	host := RegistryHost(m.opts.Flock.DockerRegistryURL)
+	if _, ok := out[host]; !ok && host != "" {
+		auth, why := m.deviceRegistryAuth(ctx, o)
+		if auth != nil {
+			out[host] = *auth
+		} else if why != "" {
+			m.applog.Write(logName, why+": building without the credentials of "+host+".")
+		}
+	}
+	return out
+}
+
+// deviceRegistryAuth is the login to the device registry: the registry
+// token of the app's account (get_registry_token; the device owner's for
+// PROD when known, else the requestor's) with the device secret. Without
+// it, why says for the app log what went wrong ("" when ctx ended).
+func (m *Manager) deviceRegistryAuth(ctx context.Context, o *observation) (auth *docker.RegistryAuth, why string) {
 	if m.opts.Cloud == nil || m.opts.Link == nil || !m.opts.Link.Connected() {
-		m.applog.Write(logName, "The device is offline: "+doing+" without registry credentials.")
-		return nil
+		return nil, "The device is offline"
 	}
 	caller := o.req.RequestorAccountKey
 	if o.key.Stage == StageProd && o.req.DeviceOwnerAccountKey != 0 {
@@ -80,10 +120,11 @@ func (m *Manager) registryAuth(ctx context.Context, o *observation, logName, doi
 	defer cancel()
 	token, err := m.opts.Cloud.GetRegistryToken(tctx, caller)
 	if err != nil {
-		if ctx.Err() == nil {
-			m.applog.Write(logName, fmt.Sprintf("Could not get a registry token (%v): %s without registry credentials.", err, doing))
+		if ctx.Err() != nil {
+			return nil, ""
 		}
-		return nil
+		return nil, fmt.Sprintf("Could not get a registry token (%v)", err)
 	}
-	return &docker.RegistryAuth{Username: token, Password: m.opts.Flock.Secret.Reveal(), ServerAddress: host}
+	host := RegistryHost(m.opts.Flock.DockerRegistryURL)
+	return &docker.RegistryAuth{Username: token, Password: m.opts.Flock.Secret.Reveal(), ServerAddress: host}, ""
 }

@@ -179,14 +179,15 @@ func (m *Manager) createAndStart(ctx context.Context, o *observation, dataDir st
 }
 
 // environment composes the app's variables and lets the PreStart hooks add
-// theirs.
+// theirs. The device's metadata is read now, not at start: the cloud may
+// have renamed the device (DEVICE_NAME, DEVICE_URL) since.
 func (m *Manager) environment(ctx context.Context, o *observation, ports []hostPort, warn func(string)) ([]envVar, error) {
 	credKey, baseURL := "", ""
 	if m.opts.Link != nil {
 		credKey, baseURL = m.opts.Link.AppCredKey(), m.opts.Link.BaseURL()
 	}
 	vars := composeEnv(envInput{
-		Key: o.key, AppName: o.req.AppName, Flock: m.opts.Flock, CredKey: credKey, Epoch: o.req.AppCredEpoch,
+		Key: o.key, AppName: o.req.AppName, Flock: m.flock(), CredKey: credKey, Epoch: o.req.AppCredEpoch,
 		InstanceKey: o.req.InstanceKey, BaseURL: baseURL, LANIP: m.opts.LANIP(),
 		Environment: o.req.Environment, Template: o.req.EnvironmentTemplate, HostPorts: ports,
 	}, warn)

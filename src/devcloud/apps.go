@@ -76,10 +76,10 @@ func (r *Requested) normalize() {
 	}
 }
 
-// syncRecord is the record get_requested_app_states sends: the Requested
-// keys plus the device keys the reference declares (and ignores).
-func (r Requested) syncRecord(d device) wamp.Dict {
-	rec := wamp.Dict{
+// stateFields are the keys of a requested state that the sync record and
+// the request_app_state kwargs both carry, with the same names and values.
+func (r Requested) stateFields() wamp.Dict {
+	return wamp.Dict{
 		"app_key":                  r.AppKey,
 		"app_name":                 r.AppName,
 		"stage":                    r.Stage,
@@ -92,16 +92,23 @@ func (r Requested) syncRecord(d device) wamp.Dict {
 		"request_update":           r.RequestUpdate,
 		"present_version":          r.PresentVersion,
 		"newest_version":           r.NewestVersion,
-		"environment":              orNil(r.Environment),
-		"environment_template":     orNil(r.EnvironmentTemplate),
-		"docker_compose":           orNil(r.DockerCompose),
-		"new_docker_compose":       orNil(r.NewDockerCompose),
-		"ports":                    portsList(r.Ports),
 		"app_cred_epoch":           r.AppCredEpoch,
-		"device_key":               uint64(d.DeviceKey),
-		"swarm_key":                uint64(d.SwarmKey),
-		"serial_number":            d.Serial,
 	}
+}
+
+// syncRecord is the record get_requested_app_states sends: the Requested
+// keys (maps and ports null when unset) plus the device keys the reference
+// declares (and ignores).
+func (r Requested) syncRecord(d device) wamp.Dict {
+	rec := r.stateFields()
+	rec["environment"] = orNil(r.Environment)
+	rec["environment_template"] = orNil(r.EnvironmentTemplate)
+	rec["docker_compose"] = orNil(r.DockerCompose)
+	rec["new_docker_compose"] = orNil(r.NewDockerCompose)
+	rec["ports"] = portsList(r.Ports)
+	rec["device_key"] = uint64(d.DeviceKey)
+	rec["swarm_key"] = uint64(d.SwarmKey)
+	rec["serial_number"] = d.Serial
 	return rec
 }
 
@@ -109,22 +116,8 @@ func (r Requested) syncRecord(d device) wamp.Dict {
 // (apps-lifecycle §1.3): version is the newest version; maps and ports are
 // left out when empty, because a present docker_compose makes a compose app.
 func RequestKwargs(r Requested) wamp.Dict {
-	kw := wamp.Dict{
-		"app_key":                  r.AppKey,
-		"app_name":                 r.AppName,
-		"stage":                    r.Stage,
-		"target_state":             r.TargetState,
-		"current_state":            r.CurrentState,
-		"requestor_account_key":    r.RequestorAccountKey,
-		"device_owner_account_key": r.DeviceOwnerAccountKey,
-		"release_key":              r.ReleaseKey,
-		"new_release_key":          r.NewReleaseKey,
-		"present_version":          r.PresentVersion,
-		"newest_version":           r.NewestVersion,
-		"version":                  r.NewestVersion,
-		"request_update":           r.RequestUpdate,
-		"app_cred_epoch":           r.AppCredEpoch,
-	}
+	kw := r.stateFields()
+	kw["version"] = r.NewestVersion
 	for k, m := range map[string]map[string]any{
 		"environment":          r.Environment,
 		"environment_template": r.EnvironmentTemplate,
@@ -190,6 +183,8 @@ func (c *Cloud) setRequested(serial string, r Requested) (Requested, error) {
 	} else if !ok {
 		return Requested{}, fmt.Errorf("set requested state on %s: %w", serial, errUnknownDevice)
 	}
+	c.reqMu.Lock()
+	defer c.reqMu.Unlock()
 	if r.CurrentState == "" {
 		r.CurrentState = "REMOVED"
 		if last, err := c.db.appReports(serial, &AppReport{AppKey: r.AppKey, Stage: r.Stage}); err == nil && len(last) == 1 {
@@ -211,7 +206,9 @@ func (c *Cloud) setRequested(serial string, r Requested) (Requested, error) {
 
 // DeleteRequested removes the app from get_requested_app_states.
 func (c *Cloud) DeleteRequested(serial string, appKey uint64, stage string) error {
+	c.reqMu.Lock()
 	ok, err := c.db.deleteRequested(serial, appKey, stage)
+	c.reqMu.Unlock()
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,16 @@ func (cl call) arg0() (map[string]any, error) {
 	return d, nil
 }
 
+// optArg0 is argument 0 when it is a dict, else nil: for procedures whose
+// payload may be left out (the device is the caller).
+func (cl call) optArg0() map[string]any {
+	if len(cl.args) == 0 {
+		return nil
+	}
+	d, _ := asDict(cl.args[0])
+	return d
+}
+
 type handler func(ctx context.Context, cl call) (wamp.List, error)
 
 // startBackend joins the router as a local session, registers the backend
@@ -158,6 +168,17 @@ func errorURI(err error) wamp.URI {
 	default:
 		return errURIRuntime
 	}
+}
+
+// devicePayload is the dict argument 0 of a device procedure and the
+// device it concerns (see deviceOf).
+func (c *Cloud) devicePayload(cl call) (map[string]any, device, error) {
+	p, err := cl.arg0()
+	if err != nil {
+		return nil, device{}, err
+	}
+	d, err := c.deviceOf(cl, p)
+	return p, d, err
 }
 
 // deviceOf resolves the device a call is about. A device caller is always

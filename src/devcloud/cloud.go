@@ -58,6 +58,11 @@ type Cloud struct {
 	bg  sync.WaitGroup  // background work of the backend (testaments), waited for by Close
 
 	newDev sync.Mutex // serialises NewDevice, which picks the next free device_key
+	// reqMu serialises the writes of requested records and state reports: a
+	// report updates the stored record (read, change, write), which must
+	// neither undo a record set meanwhile nor bring back one deleted
+	// meanwhile, and is stored only after the record followed it.
+	reqMu sync.Mutex
 
 	// mu guards the fields below.
 	mu       sync.Mutex

@@ -14,11 +14,7 @@ import (
 
 // readDeviceMetadata: [{device_key}] → [{device_name, swarm_name, ownername, swarm_key}].
 func (c *Cloud) readDeviceMetadata(_ context.Context, cl call) (wamp.List, error) {
-	p, err := cl.arg0()
-	if err != nil {
-		return nil, err
-	}
-	d, err := c.deviceOf(cl, p)
+	_, d, err := c.devicePayload(cl)
 	if err != nil {
 		return nil, err
 	}
@@ -32,11 +28,7 @@ func (c *Cloud) readDeviceMetadata(_ context.Context, cl call) (wamp.List, error
 
 // getAppCredKey: [] → ["<key>"]; the device is the caller.
 func (c *Cloud) getAppCredKey(_ context.Context, cl call) (wamp.List, error) {
-	var p map[string]any
-	if len(cl.args) > 0 {
-		p, _ = asDict(cl.args[0])
-	}
-	d, err := c.deviceOf(cl, p)
+	d, err := c.deviceOf(cl, cl.optArg0())
 	if err != nil {
 		return nil, err
 	}
@@ -46,11 +38,7 @@ func (c *Cloud) getAppCredKey(_ context.Context, cl call) (wamp.List, error) {
 // updateDeviceStatus: [{swarm_key, device_key, status, wamp_session_id,
 // stats, tunnel_capable}] → [{reswarmBaseURL}].
 func (c *Cloud) updateDeviceStatus(_ context.Context, cl call) (wamp.List, error) {
-	p, err := cl.arg0()
-	if err != nil {
-		return nil, err
-	}
-	d, err := c.deviceOf(cl, p)
+	p, d, err := c.devicePayload(cl)
 	if err != nil {
 		return nil, err
 	}
@@ -77,11 +65,7 @@ func (c *Cloud) updateDeviceStatus(_ context.Context, cl call) (wamp.List, error
 // updateDeviceArchitecture: [{swarm_key, device_key, architecture, os, arch,
 // variant, agent_version}] → [].
 func (c *Cloud) updateDeviceArchitecture(_ context.Context, cl call) (wamp.List, error) {
-	p, err := cl.arg0()
-	if err != nil {
-		return nil, err
-	}
-	d, err := c.deviceOf(cl, p)
+	p, d, err := c.devicePayload(cl)
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +100,7 @@ func (c *Cloud) checkPrivilege(_ context.Context, cl call) (wamp.List, error) {
 
 // getRequestedAppStates: [{device_key}] → [[record, …]].
 func (c *Cloud) getRequestedAppStates(_ context.Context, cl call) (wamp.List, error) {
-	var p map[string]any
-	if len(cl.args) > 0 {
-		p, _ = asDict(cl.args[0])
-	}
-	d, err := c.deviceOf(cl, p)
+	d, err := c.deviceOf(cl, cl.optArg0())
 	if err != nil {
 		return nil, err
 	}
@@ -135,11 +115,7 @@ func (c *Cloud) getRequestedAppStates(_ context.Context, cl call) (wamp.List, er
 // updateStatus} or (b) a port save {app_key, device_key, swarm_key, stage,
 // ports}, and stores either.
 func (c *Cloud) updateAppOnDevice(_ context.Context, cl call) (wamp.List, error) {
-	p, err := cl.arg0()
-	if err != nil {
-		return nil, err
-	}
-	d, err := c.deviceOf(cl, p)
+	p, d, err := c.devicePayload(cl)
 	if err != nil {
 		return nil, err
 	}
@@ -158,11 +134,7 @@ func (c *Cloud) updateAppOnDevice(_ context.Context, cl call) (wamp.List, error)
 		if r.State == "" || (r.Stage != "DEV" && r.Stage != "PROD") {
 			return nil, errdefs.InvalidArgument("%s: want stage DEV|PROD and a state, got stage %q state %q", cl.proc, r.Stage, r.State)
 		}
-		if err := c.db.addAppReport(d.Serial, r, encodeJSON(p)); err != nil {
-			return nil, err
-		}
-		// The cloud's view of the app follows what the device reports.
-		if err := c.setCurrentState(d.Serial, r.AppKey, r.Stage, r.State); err != nil {
+		if err := c.addReport(d.Serial, r, encodeJSON(p)); err != nil {
 			return nil, err
 		}
 	case isPorts:
@@ -176,16 +148,42 @@ func (c *Cloud) updateAppOnDevice(_ context.Context, cl call) (wamp.List, error)
 	return nil, nil
 }
 
-func (c *Cloud) setCurrentState(serial string, appKey uint64, stage, state string) error {
-	rec, ok, err := c.db.requestedRecord(serial, appKey, stage)
+// updatePendingConfirmation is the updateStatus of the report that ends a
+// successful update on the device.
+const updatePendingConfirmation = "pending_remote_confirmation"
+
+// addReport stores a state report, after the cloud's record of the app
+// followed it (followReportLocked): whoever sees the report sees the record
+// it led to.
+func (c *Cloud) addReport(serial string, rep AppReport, payload string) error {
+	c.reqMu.Lock()
+	defer c.reqMu.Unlock()
+	if err := c.followReportLocked(serial, rep); err != nil {
+		return err
+	}
+	return c.db.addAppReport(serial, rep, payload)
+}
+
+// followReportLocked makes the cloud's record of the app follow what the
+// device reports: its current state, and after a finished update what the
+// real cloud records then — the new version is the present one, the new
+// release the current one, no update is requested any more. Without the
+// latter every later sync would hand the device the update request again.
+func (c *Cloud) followReportLocked(serial string, rep AppReport) error {
+	rec, ok, err := c.db.requestedRecord(serial, rep.AppKey, rep.Stage)
 	if err != nil || !ok {
 		return err
 	}
 	r, err := decodeRequested(rec)
 	if err != nil {
-		return fmt.Errorf("stored requested state of app %d: %w", appKey, err)
+		return fmt.Errorf("stored requested state of app %d: %w", rep.AppKey, err)
 	}
-	r.CurrentState = state
+	r.CurrentState = rep.State
+	if rep.UpdateStatus == updatePendingConfirmation && r.RequestUpdate {
+		r.PresentVersion = r.NewestVersion
+		r.ReleaseKey = r.NewReleaseKey
+		r.RequestUpdate = false
+	}
 	return c.db.setRequested(serial, r, encodeJSON(r))
 }
 
@@ -205,11 +203,7 @@ func (c *Cloud) getRegistryToken(_ context.Context, cl call) (wamp.List, error) 
 // exposePort: [{port, protocol}] → [{remote_port}]. A port the device
 // already holds fails with "Duplicate value", as the real backend does.
 func (c *Cloud) exposePort(_ context.Context, cl call) (wamp.List, error) {
-	p, err := cl.arg0()
-	if err != nil {
-		return nil, err
-	}
-	d, err := c.deviceOf(cl, p)
+	p, d, err := c.devicePayload(cl)
 	if err != nil {
 		return nil, err
 	}
@@ -232,11 +226,7 @@ func (c *Cloud) exposePort(_ context.Context, cl call) (wamp.List, error) {
 
 // closePort: [{port, protocol}] → []; releases a port the device holds.
 func (c *Cloud) closePort(_ context.Context, cl call) (wamp.List, error) {
-	p, err := cl.arg0()
-	if err != nil {
-		return nil, err
-	}
-	d, err := c.deviceOf(cl, p)
+	p, d, err := c.devicePayload(cl)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package docker
 
 import (
+	"strings"
+
 	"github.com/docker/docker/api/types/registry"
 )
 
@@ -29,4 +31,32 @@ func encodeAuth(a *RegistryAuth) (string, error) {
 		cfg = registry.AuthConfig{Username: a.Username, Password: a.Password, ServerAddress: a.ServerAddress}
 	}
 	return registry.EncodeAuthConfig(cfg)
+}
+
+// dockerHubKey is the key the engine looks Docker Hub credentials up by;
+// for every other registry it uses "host:port" (or a URL of that host).
+const dockerHubKey = "https://index.docker.io/v1/"
+
+// authConfigs is the build's AuthConfigs: the classic builder resolves the
+// registry of every image it pulls for a FROM against these keys. Docker
+// Hub is found only under dockerHubKey, so its usual host names are moved
+// there. Nil without credentials: the engine pulls anonymously.
+func authConfigs(m map[string]RegistryAuth) map[string]registry.AuthConfig {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]registry.AuthConfig, len(m))
+	for host, a := range m {
+		server := a.ServerAddress
+		if server == "" {
+			server = host
+		}
+		key := host
+		switch strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(host), "https://"), "http://"), "/") {
+		case "docker.io", "index.docker.io", "registry-1.docker.io", "index.docker.io/v1":
+			key = dockerHubKey
+		}
+		out[key] = registry.AuthConfig{Username: a.Username, Password: a.Password, ServerAddress: server}
+	}
+	return out
 }

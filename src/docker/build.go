@@ -16,6 +16,10 @@ type BuildOptions struct {
 	Labels     map[string]string
 	BuildArgs  map[string]string
 	NoCache    bool
+	// Auth are credentials for the registries the Dockerfile's FROM
+	// images come from, keyed by registry host ("host:port"). The engine
+	// picks the entry of each base image's registry; the rest stay unused.
+	Auth map[string]RegistryAuth
 }
 
 // buildTailLines is how much build output an error message carries.
@@ -47,6 +51,7 @@ func (c *Client) BuildImage(ctx context.Context, buildContext io.Reader, opts Bu
 		Remove:      true,
 		ForceRemove: true, // no intermediate containers left behind by a failed step
 		Version:     build.BuilderV1,
+		AuthConfigs: authConfigs(opts.Auth),
 	})
 	if err != nil {
 		return wrapf(err, "build %v", opts.Tags)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"reagent/src/docker"
-	"reagent/src/store"
+	"reagent/src/store/storetest"
 )
 
 // BenchmarkHistoryAppend is the storing path of a follower at full speed:
@@ -17,7 +17,7 @@ import (
 // whenever the store is behind, so the rate measured is what the history
 // sustains.
 func BenchmarkHistoryAppend(b *testing.B) {
-	st := store.OpenTest(b)
+	st := storetest.Open(b)
 	r, err := NewRelay(RelayOptions{Store: st})
 	if err != nil {
 		b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"reagent/src/docker"
 	"reagent/src/errdefs"
 	"reagent/src/store"
+	"reagent/src/store/storetest"
 	"reagent/src/wamp"
 )
 
@@ -310,7 +311,7 @@ func newRelayEnv(t *testing.T, opts RelayOptions, offline bool) *relayEnv {
 		e.engine = fe
 	}
 	if opts.Store == nil {
-		opts.Store = store.OpenTest(t)
+		opts.Store = storetest.Open(t)
 	}
 	e.st = opts.Store
 	if !offline {

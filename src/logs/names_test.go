@@ -8,6 +8,7 @@ import (
 
 	"reagent/src/errdefs"
 	"reagent/src/store"
+	"reagent/src/store/storetest"
 )
 
 func TestNames(t *testing.T) {
@@ -55,7 +56,7 @@ func TestNames(t *testing.T) {
 }
 
 func TestManagedFromStore(t *testing.T) {
-	st := store.OpenTest(t)
+	st := storetest.Open(t)
 	ctx := context.Background()
 	if _, err := st.PutRequested(ctx, store.Requested{Key: store.Key{AppKey: 42, Stage: "PROD"}, AppName: "MyApp", TargetState: "RUNNING"}); err != nil {
 		t.Fatal(err)

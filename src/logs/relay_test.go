@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"reagent/src/store"
+	"reagent/src/store/storetest"
 )
 
 const app = "prod_42_app"
@@ -294,7 +294,7 @@ func TestRelayAgentMessages(t *testing.T) {
 // a restart of the relay (agent) and after Stop/PostStart, no line is
 // lost or stored twice, even with agent lines stamped later in between.
 func TestRelayResume(t *testing.T) {
-	st := store.OpenTest(t)
+	st := storetest.Open(t)
 	engine := newFakeEngine()
 	engine.start("c1")
 	ctx := context.Background()
@@ -422,7 +422,7 @@ func TestRelayForget(t *testing.T) {
 }
 
 func TestRelayRunTwice(t *testing.T) {
-	r, err := NewRelay(RelayOptions{Store: store.OpenTest(t)})
+	r, err := NewRelay(RelayOptions{Store: storetest.Open(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +440,7 @@ func TestNewRelayOptions(t *testing.T) {
 	if _, err := NewRelay(RelayOptions{}); err == nil {
 		t.Fatal("no store accepted")
 	}
-	if _, err := NewRelay(RelayOptions{Store: store.OpenTest(t), Link: newFakeLink()}); err == nil {
+	if _, err := NewRelay(RelayOptions{Store: storetest.Open(t), Link: newFakeLink()}); err == nil {
 		t.Fatal("a link without a serial accepted")
 	}
 }

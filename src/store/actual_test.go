@@ -119,7 +119,7 @@ func TestHistoryIsBoundedPerApp(t *testing.T) {
 }
 
 func TestDeleteActualForgetsStateAndHistory(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	ctx := ctxT(t)
 	k := Key{AppKey: 5, Stage: "DEV"}
 	other := Key{AppKey: 6, Stage: "DEV"}
@@ -149,7 +149,7 @@ func TestDeleteActualForgetsStateAndHistory(t *testing.T) {
 }
 
 func TestPutActualValidates(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	ctx := ctxT(t)
 	ok := Actual{Key: Key{AppKey: 1, Stage: "DEV"}, AppName: "a", State: "RUNNING"}
 	cases := []struct {

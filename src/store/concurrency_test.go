@@ -7,7 +7,7 @@ import (
 )
 
 func TestConcurrentWritersAndReaders(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	c := ctxT(t)
 	const (
 		writers = 8

@@ -29,7 +29,9 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// openAt opens a store at path and closes it when the test ends.
+// openAt opens a store at path and closes it when the test ends, checking
+// that every statement it ran was prepared and that it closes cleanly (a
+// test may have closed it already: Close is idempotent).
 func openAt(t testing.TB, path string, opts Options) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), path, opts)
@@ -40,7 +42,9 @@ func openAt(t testing.TB, path string, opts Options) *Store {
 		if n := s.unprepared.Load(); n != 0 {
 			t.Errorf("%d statements ran without being prepared: add them to statements()", n)
 		}
-		_ = s.Close()
+		if err := s.Close(); err != nil {
+			t.Errorf("close %s: %v", path, err)
+		}
 	})
 	return s
 }
@@ -49,6 +53,13 @@ func openAt(t testing.TB, path string, opts Options) *Store {
 func openOpts(t testing.TB, opts Options) *Store {
 	t.Helper()
 	return openAt(t, filepath.Join(t.TempDir(), "state.db"), opts)
+}
+
+// openTest opens a store with default options in a fresh directory. (Other
+// packages use storetest.Open, which imports this package.)
+func openTest(t testing.TB) *Store {
+	t.Helper()
+	return openOpts(t, Options{})
 }
 
 // rawDB opens path with the store's DSN but without migrating it.

@@ -9,7 +9,7 @@ import (
 )
 
 func TestHostPortReservations(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	ctx := ctxT(t)
 	a := Key{AppKey: 1, Stage: "PROD"}
 	b := Key{AppKey: 2, Stage: "DEV"}

@@ -85,7 +85,7 @@ func TestAppendAssignsSeqAndTime(t *testing.T) {
 }
 
 func TestQueryLogs(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	t0 := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
 	appendN(t, s, "prod_42_app", t0, "l", 10) // l0 at t0 … l9 at t0+9s
 	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
@@ -230,7 +230,7 @@ func checkStreamAccounting(t *testing.T, s *Store, name string) {
 }
 
 func TestClearAndDeleteLogsKeepNumbering(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	c := ctxT(t)
 	t0 := time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)
 	devKey := Key{AppKey: 42, Stage: "DEV"}
@@ -278,7 +278,7 @@ func TestClearAndDeleteLogsKeepNumbering(t *testing.T) {
 }
 
 func TestAppendLogsValidates(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	c := ctxT(t)
 	cases := []struct {
 		name  string

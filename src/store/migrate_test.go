@@ -173,7 +173,7 @@ func exercise(t *testing.T, s *Store) {
 
 func freshSchemaDB(t *testing.T) *sql.DB {
 	t.Helper()
-	return OpenTest(t).db
+	return openTest(t).db
 }
 
 // schemaOf lists the schema objects of db, comparable across databases.

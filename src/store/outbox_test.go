@@ -80,7 +80,7 @@ func TestOutboxDeliversInOrder(t *testing.T) {
 }
 
 func TestOutboxValidates(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	c := ctxT(t)
 	if _, err := s.Enqueue(c, "", nil); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func TestRequestedRoundTrip(t *testing.T) {
 }
 
 func TestRequestedGenerationNeverRepeats(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	ctx := ctxT(t)
 	k := Key{AppKey: 3, Stage: "DEV"}
 	other := Key{AppKey: 3, Stage: "PROD"}
@@ -102,7 +102,7 @@ func TestRequestedGenerationNeverRepeats(t *testing.T) {
 }
 
 func TestListRequestedIsOrderedByKey(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	ctx := ctxT(t)
 	keys := []Key{{9, "PROD"}, {2, "PROD"}, {9, "DEV"}, {2, "DEV"}}
 	for _, k := range keys {
@@ -124,7 +124,7 @@ func TestListRequestedIsOrderedByKey(t *testing.T) {
 }
 
 func TestPutRequestedValidates(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	ctx := ctxT(t)
 	cases := []struct {
 		name   string
@@ -163,7 +163,7 @@ func TestPutRequestedValidates(t *testing.T) {
 }
 
 func TestEveryKnownStateIsAccepted(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	ctx := ctxT(t)
 	for state := range appStates {
 		k := Key{AppKey: 1, Stage: "DEV"}

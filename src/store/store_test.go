@@ -59,7 +59,7 @@ func TestPragmasAreAppliedOnEveryConnection(t *testing.T) {
 }
 
 func TestForeignKeysAreEnforced(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	_, err := s.db.Exec(`INSERT INTO history (app_key, stage, seq, from_state, to_state, version, release_key, reason, at)
 		VALUES (999, 'PROD', 1, '', 'RUNNING', '', 0, '', 0)`)
 	if err == nil || !strings.Contains(err.Error(), "FOREIGN KEY") {
@@ -162,7 +162,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 }
 
 func TestMetaRoundTrip(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	ctx := ctxT(t)
 	if _, ok, err := s.GetMeta(ctx, "docker.privilege_level"); err != nil || ok {
 		t.Fatalf("missing key: ok=%v err=%v", ok, err)
@@ -191,7 +191,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestACancelledContextWritesNothing(t *testing.T) {
-	s := OpenTest(t)
+	s := openTest(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	k := Key{AppKey: 1, Stage: "DEV"}

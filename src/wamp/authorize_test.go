@@ -352,4 +352,13 @@ func TestApplyMetadataSavesOnlyChanges(t *testing.T) {
 	if fl.SwarmKey != 1 {
 		t.Fatal("the caller's Flock was modified")
 	}
+	// Flock hands out the current metadata, as a copy.
+	cur := s.Flock()
+	if cur.Name != "new" || cur.SwarmKey != 9 || cur.SwarmName != "sw" || cur.SerialNumber != "serial-1" {
+		t.Fatalf("Flock() = %+v", cur)
+	}
+	cur.Name = "changed by the caller"
+	if s.Flock().Name != "new" {
+		t.Fatal("Flock() handed out the session's own copy")
+	}
 }

@@ -204,6 +204,15 @@ func (s *Session) AppCredKey() string {
 	return s.appCredKey
 }
 
+// Flock is the device's .flock as the session knows it now, with the
+// metadata the cloud changed since start (name, swarm, owner). It is a
+// copy; its pointer fields are shared and must not be changed.
+func (s *Session) Flock() config.Flock {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return *s.flock
+}
+
 // AuthID is the authid the next connection uses.
 func (s *Session) AuthID() string {
 	s.mu.Lock()
