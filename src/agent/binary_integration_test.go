@@ -59,11 +59,12 @@ type proc struct {
 	err    error // Wait's result, valid after done
 }
 
-func startBinary(t *testing.T, flockPath, agentDir string) *proc {
+func startBinary(t *testing.T, flockPath, agentDir string, extraFlags ...string) *proc {
 	t.Helper()
 	p := &proc{stderr: &bytes.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(reagentBinary(t), "-config", flockPath, "-agentDir", agentDir,
-		"-logFile", filepath.Join(agentDir, "reagent.log"), "-update=false", "-env", "local")
+	args := append([]string{"-config", flockPath, "-agentDir", agentDir,
+		"-logFile", filepath.Join(agentDir, "reagent.log"), "-update=false", "-env", "local"}, extraFlags...)
+	p.cmd = exec.Command(reagentBinary(t), args...)
 	p.cmd.Stderr = &syncWriter{w: p.stderr}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
