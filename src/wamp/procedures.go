@@ -55,12 +55,14 @@ func (s *Session) register(p *procedure) {
 	var l *link
 	// A replaced procedure keeps its registration: the nexus handler looks
 	// the procedure up by name on every call.
-	if s.link != nil && s.link.regDone && !existed {
+	if s.link != nil && s.link.regDone && !existed && s.link.useLocked() {
 		l = s.link
 	}
 	s.mu.Unlock()
 	if l != nil {
-		if err := s.registerOn(l, p.name); err != nil {
+		err := s.registerOn(l, p.name)
+		s.release(l)
+		if err != nil {
 			s.log.Warn().Err(err).Str("procedure", p.name).Msg("register")
 		}
 	}

@@ -15,13 +15,15 @@ func (s *Session) Subscribe(topic string, fn EventFunc) {
 	s.mu.Lock()
 	_, existed := s.subs[topic]
 	s.subs[topic] = fn
-	var cli *client.Client
-	if s.link != nil && s.link.subDone && !existed {
-		cli = s.link.cli
+	var l *link
+	if s.link != nil && s.link.subDone && !existed && s.link.useLocked() {
+		l = s.link
 	}
 	s.mu.Unlock()
-	if cli != nil {
-		if err := s.subscribeOn(cli, topic); err != nil {
+	if l != nil {
+		err := s.subscribeOn(l.cli, topic)
+		s.release(l)
+		if err != nil {
 			s.log.Warn().Err(err).Str("topic", topic).Msg("subscribe")
 		}
 	}
@@ -31,13 +33,15 @@ func (s *Session) Subscribe(topic string, fn EventFunc) {
 func (s *Session) Unsubscribe(topic string) {
 	s.mu.Lock()
 	delete(s.subs, topic)
-	var cli *client.Client
-	if s.link != nil {
-		cli = s.link.cli
+	var l *link
+	if s.link != nil && s.link.useLocked() {
+		l = s.link
 	}
 	s.mu.Unlock()
-	if cli != nil {
-		if err := cli.Unsubscribe(topic); err != nil && err != client.ErrNotSubscribed {
+	if l != nil {
+		err := l.cli.Unsubscribe(topic)
+		s.release(l)
+		if err != nil && err != client.ErrNotSubscribed {
 			s.log.Debug().Err(err).Str("topic", topic).Msg("unsubscribe")
 		}
 	}

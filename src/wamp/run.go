@@ -5,6 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -51,7 +54,7 @@ func (s *Session) Run(ctx context.Context) error {
 	duplicates := 0
 	redialNow := false // the last connection ended for a new identity
 	for ctx.Err() == nil {
-		cli, err := s.dial(ctx)
+		l, err := s.dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -65,7 +68,7 @@ func (s *Session) Run(ctx context.Context) error {
 			s.wait(ctx, bo)
 			continue
 		}
-		out := s.serve(ctx, cli, be)
+		out := s.serve(ctx, l, be)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -109,15 +112,23 @@ func (s *Session) wait(ctx context.Context, bo *Backoff) {
 	}
 }
 
-// dial connects and joins the realm with the current identity. A rejected
-// signature is a *Fatal.
-func (s *Session) dial(ctx context.Context) (*client.Client, error) {
+// dial connects and joins the realm with the current identity, and
+// returns the new link without its context. A rejected signature is a
+// *Fatal.
+func (s *Session) dial(ctx context.Context) (*link, error) {
 	s.mu.Lock()
 	fl := *s.flock
 	s.mu.Unlock()
 	authid := fl.AuthID()
 	endpoint := fl.DeviceEndpointURL
 
+	dctx := ctx
+	if s.opts.ConnTimeout > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, s.opts.ConnTimeout)
+		defer cancel()
+	}
+	conn := &connRef{}
 	var challenged atomic.Bool
 	secret := fl.Secret
 	cfg := client.Config{
@@ -134,7 +145,14 @@ func (s *Session) dial(ctx context.Context) (*client.Client, error) {
 		ResponseTimeout: s.opts.ResponseTimeout,
 		Logger:          nexusLogger{s.log},
 		Debug:           s.opts.Debug,
-		WsCfg:           transport.WebsocketConfig{KeepAlive: s.opts.KeepAlive},
+		WsCfg: transport.WebsocketConfig{KeepAlive: s.opts.KeepAlive, Dial: func(network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(dctx, network, addr)
+			if err == nil {
+				conn.set(c)
+			}
+			return c, err
+		}},
 	}
 	if legacyEndpoint.MatchString(endpoint) {
 		tc, err := legacyTLS(&fl)
@@ -143,14 +161,8 @@ func (s *Session) dial(ctx context.Context) (*client.Client, error) {
 		}
 		cfg.TlsCfg = tc
 	}
-	dctx := ctx
-	if s.opts.ConnTimeout > 0 {
-		var cancel context.CancelFunc
-		dctx, cancel = context.WithTimeout(ctx, s.opts.ConnTimeout)
-		defer cancel()
-	}
 	s.log.Debug().Str("endpoint", endpoint).Str("authid", authid).Msg("connecting")
-	cli, err := client.ConnectNet(dctx, endpoint, cfg)
+	cli, peer, err := connect(dctx, endpoint, cfg)
 	if err != nil {
 		if challenged.Load() && signatureRejected(err) {
 			return nil, &Fatal{
@@ -160,7 +172,43 @@ func (s *Session) dial(ctx context.Context) (*client.Client, error) {
 		}
 		return nil, fmt.Errorf("connect %s as %s: %w", endpoint, authid, err)
 	}
-	return cli, nil
+	return &link{cli: cli, peer: peer, conn: conn, sessionID: uint64(cli.ID())}, nil
+}
+
+// connect is client.ConnectNet with a safePeer between the client and the
+// transport's peer.
+func connect(ctx context.Context, endpoint string, cfg client.Config) (*client.Client, *safePeer, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, nil, err
+	}
+	var inner nx.Peer
+	switch u.Scheme {
+	case "http", "https", "ws", "wss":
+		u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
+		inner, err = transport.ConnectWebsocketPeer(ctx, u.String(), cfg.Serialization, cfg.TlsCfg, cfg.Logger, &cfg.WsCfg)
+	case "tcps", "tcp4s", "tcp6s":
+		if cfg.TlsCfg == nil {
+			cfg.TlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		inner, err = transport.ConnectRawSocketPeer(ctx, strings.TrimSuffix(u.Scheme, "s"), u.Host, cfg.Serialization, cfg.TlsCfg, cfg.Logger, cfg.RecvLimit)
+	case "tcp", "tcp4", "tcp6":
+		inner, err = transport.ConnectRawSocketPeer(ctx, u.Scheme, u.Host, cfg.Serialization, cfg.TlsCfg, cfg.Logger, cfg.RecvLimit)
+	case "unix":
+		inner, err = transport.ConnectRawSocketPeer(ctx, u.Scheme, path.Clean(u.Host+u.Path), cfg.Serialization, nil, cfg.Logger, cfg.RecvLimit)
+	default:
+		return nil, nil, fmt.Errorf("invalid url: %s", endpoint)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	p := newSafePeer(inner)
+	cli, err := client.NewClient(p, cfg)
+	if err != nil {
+		p.shutdown()
+		return nil, nil, err
+	}
+	return cli, p, nil
 }
 
 // signatureRejected tells an ABORT after our AUTHENTICATE from transport

@@ -26,30 +26,34 @@ type outcome struct {
 // serve runs one connection: the on-connect sequence in the reference
 // order (wamp-contract §1.5, §1.8), then the heartbeat, until the
 // connection drops, the heartbeat gives up, the identity changes or ctx
-// ends. It closes cli before returning.
-func (s *Session) serve(ctx context.Context, cli *client.Client, be Backend) (out outcome) {
+// ends. It closes the link before returning.
+func (s *Session) serve(ctx context.Context, l *link, be Backend) (out outcome) {
 	connCtx, cancel := context.WithCancel(ctx)
+	l.ctx = connCtx
+	cli := l.cli
+	log := s.log.With().Uint64("wamp_session", l.sessionID).Logger()
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // the connection's context ends when nexus loses the router
-		defer wg.Done()
+	wg.Go(func() {
 		select {
 		case <-cli.Done():
+			// The router is gone: end the connection's context, and close
+			// the client now rather than when the on-connect sequence
+			// notices, because a send into the dead connection blocks
+			// until that close.
 			cancel()
+			s.closeLink(l, log)
 		case <-connCtx.Done():
 		}
-	}()
-	l := &link{cli: cli, sessionID: uint64(cli.ID()), ctx: connCtx}
+	})
 	s.mu.Lock()
 	s.link = l
 	s.mu.Unlock()
 	start := s.opts.Now()
-	log := s.log.With().Uint64("wamp_session", l.sessionID).Logger()
 	log.Info().Str("authid", s.AuthID()).Msg("joined realm")
 	defer func() {
 		s.setDisconnected(l)
 		cancel()
-		s.closeClient(cli, log)
+		s.closeLink(l, log)
 		wg.Wait()
 		out.upFor = s.opts.Now().Sub(start)
 	}()
@@ -121,29 +125,12 @@ func (s *Session) setDisconnected(l *link) {
 	}
 }
 
-// closeClient says GOODBYE when the router is still there. nexus's Close
-// also waits for running handlers, whose contexts have ended by now; the
-// wait is bounded so a handler that ignores its context cannot hold up
-// shutdown.
-func (s *Session) closeClient(cli *client.Client, log zerolog.Logger) {
-	done := make(chan struct{})
-	go func() {
-		_ = cli.Close()
-		close(done)
-	}()
-	t := time.NewTimer(s.opts.CloseTimeout)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		log.Warn().Dur("after", s.opts.CloseTimeout).Msg("closing the session did not finish; going on")
-	}
-}
-
 // stepEstablished registers wamp_connection_established without
 // force_reregister: a refusal means another live session has this serial.
 func (s *Session) stepEstablished(l *link, log zerolog.Logger, out *outcome) bool {
-	err := l.cli.Register(ProcedureURI(s.serial, procEstablished), s.invocationHandler(l, procEstablished), nil)
+	err := s.withLink(l, func(cli *client.Client) error {
+		return cli.Register(ProcedureURI(s.serial, procEstablished), s.invocationHandler(l, procEstablished), nil)
+	})
 	if err == nil {
 		return true
 	}
@@ -161,7 +148,7 @@ func (s *Session) stepOndestroy(l *link, log zerolog.Logger) {
 	s.mu.Lock()
 	deviceKey := s.flock.DeviceKey
 	s.mu.Unlock()
-	err := l.cli.Subscribe(ondestroyTopic, func(ev *nx.Event) {
+	onDestroy := func(ev *nx.Event) {
 		s.safeEvent(ondestroyTopic, func(args []any, kwargs map[string]any, _ map[string]any) {
 			if namesDevice(args, kwargs, deviceKey, s.serial) {
 				// Deleting apps or exiting is the operator's decision,
@@ -171,7 +158,8 @@ func (s *Session) stepOndestroy(l *link, log zerolog.Logger) {
 			}
 			s.log.Debug().Interface("args", args).Msg("ondestroy event for another device")
 		}, ev)
-	}, nil)
+	}
+	err := s.withLink(l, func(cli *client.Client) error { return cli.Subscribe(ondestroyTopic, onDestroy, nil) })
 	if err != nil {
 		log.Warn().Err(err).Msg("subscribe ondestroy")
 	}
@@ -329,7 +317,7 @@ func (s *Session) stepRegister(l *link, log zerolog.Logger) {
 		if l.ctx.Err() != nil {
 			return
 		}
-		if err := s.registerOn(l, n); err != nil {
+		if err := s.withLink(l, func(*client.Client) error { return s.registerOn(l, n) }); err != nil {
 			failed++
 			log.Warn().Err(err).Str("procedure", n).Msg("register")
 		}
@@ -345,7 +333,7 @@ func (s *Session) stepSubscribe(l *link, log zerolog.Logger) {
 		if l.ctx.Err() != nil {
 			return
 		}
-		if err := s.subscribeOn(l.cli, t); err != nil {
+		if err := s.withLink(l, func(cli *client.Client) error { return s.subscribeOn(cli, t) }); err != nil {
 			log.Warn().Err(err).Str("topic", t).Msg("subscribe")
 		}
 	}

@@ -106,16 +106,6 @@ type Session struct {
 	running    bool
 }
 
-// link is one WELCOMEd nexus session and what has been done on it.
-type link struct {
-	cli       *client.Client
-	sessionID uint64
-	ctx       context.Context // ends with the connection
-	// regDone/subDone: the registration (subscription) step has taken its
-	// snapshot, so later Register (Subscribe) calls act on cli directly.
-	regDone, subDone bool
-}
-
 // EventFunc handles one event of a subscription. It runs on nexus's
 // receive goroutine: it must return quickly and hand longer work over.
 type EventFunc func(args []any, kwargs map[string]any, details map[string]any)
@@ -262,34 +252,42 @@ func (s *Session) OnConnect(name string, step func(ctx context.Context) error) {
 	s.mu.Unlock()
 }
 
-// client returns the current nexus client, nil when there is none.
-func (s *Session) client() *client.Client {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.link == nil {
-		return nil
-	}
-	return s.link.cli
-}
-
 // errNotConnected is what Call and Publish answer while there is no link.
 func errNotConnected() error { return errdefs.Unavailable("not connected to the cloud") }
 
 // Call calls a procedure of the cloud (or of another peer). A ctx without
 // a deadline gets CallTimeout. Without a connection it fails at once with
-// ErrUnavailable; an ERROR answer is a *RemoteError.
+// ErrUnavailable; an ERROR answer is a *RemoteError. When ctx ends or the
+// connection is torn down, the call is cancelled at the router.
 func (s *Session) Call(ctx context.Context, procedure string, args []any, kwargs map[string]any) (Result, error) {
-	cli := s.client()
-	if cli == nil {
+	l := s.acquire()
+	if l == nil {
 		return Result{}, fmt.Errorf("call %s: %w", procedure, errNotConnected())
 	}
+	defer s.release(l)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.opts.CallTimeout)
 		defer cancel()
 	}
-	res, err := cli.Call(ctx, procedure, nil, args, kwargs, nil)
+	// nexus answers a cancelled context with CANCEL and then waits up to
+	// ResponseTimeout for the router's ERROR, connection or not. So its
+	// context ends only while the router is there to answer; without a
+	// connection nexus returns by itself.
+	nctx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	abortIfConnected := func() {
+		if l.cli.Connected() {
+			abort()
+		}
+	}
+	defer context.AfterFunc(ctx, abortIfConnected)()
+	defer context.AfterFunc(l.ctx, abortIfConnected)()
+	res, err := l.cli.Call(nctx, procedure, nil, args, kwargs, nil)
 	if err != nil {
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			err = ctx.Err() // the caller's reason: cancelled or out of time
+		}
 		return Result{}, callError(procedure, err)
 	}
 	return Result{Args: []any(res.Arguments), Kwargs: map[string]any(res.ArgumentsKw)}, nil
@@ -299,15 +297,16 @@ func (s *Session) Call(ctx context.Context, procedure string, args []any, kwargs
 // ErrUnavailable; with acknowledge it waits at most ResponseTimeout for
 // the router.
 func (s *Session) Publish(topic string, args []any, kwargs map[string]any, acknowledge bool) error {
-	cli := s.client()
-	if cli == nil {
+	l := s.acquire()
+	if l == nil {
 		return fmt.Errorf("publish %s: %w", topic, errNotConnected())
 	}
+	defer s.release(l)
 	opts := map[string]any{}
 	if acknowledge {
 		opts["acknowledge"] = true
 	}
-	if err := cli.Publish(topic, opts, args, kwargs); err != nil {
+	if err := l.cli.Publish(topic, opts, args, kwargs); err != nil {
 		if errors.Is(err, client.ErrNotConn) {
 			return fmt.Errorf("publish %s: %w", topic, errNotConnected())
 		}
