@@ -80,7 +80,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	defer logCloser.Close()
+	keepLog := false // a part still running at the end may still log
+	defer func() {
+		if !keepLog {
+			logCloser.Close()
+		}
+	}()
 
 	log.Info().Str("version", release.Version()).Str("arch", release.Arch()).Str("os", runtime.GOOS).
 		Str("serial", opts.Flock.SerialNumber).Str("authid", opts.Flock.AuthID()).
@@ -113,10 +118,18 @@ func Run(ctx context.Context, opts Options) error {
 		log.Error().Err(err).Msg("cannot build the agent")
 		return &exitError{code: 1, err: err}
 	}
-	defer b.close()
 	// Only fatal conditions end a part early (a *wamp.Fatal: rejected
 	// signature, duplicate serial); they end the process with 1.
-	if err := runParts(ctx, b.parts, log); err != nil {
+	stragglers, err := runParts(ctx, b.parts, log)
+	if len(stragglers) == 0 {
+		// Closed only once no part runs: a part still writing to a closed
+		// store or log would fail, or recreate the log file. Stragglers
+		// keep them; the process is about to exit anyway.
+		b.close()
+	} else {
+		keepLog = true
+	}
+	if err != nil {
 		log.Error().Err(err).Msg("reagent stopping")
 		return &exitError{code: 1, err: err}
 	}
@@ -149,7 +162,8 @@ func servePprof(port uint, log zerolog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Msg("pprof served")
-	return func() { _ = srv.Close() }, nil
+	return func() { _ = srv.Close(); <-served }, nil
 }

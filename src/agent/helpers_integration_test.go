@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +37,9 @@ type testAgent struct {
 	logFile string
 	sess    *wamp.Session
 	stop    func() error // cancels Run and waits for it (bounded)
+	// label is the value of the pprof label agentLabel that every
+	// goroutine Run started carries (see agentGoroutines).
+	label string
 }
 
 func startCloud(t *testing.T) *devcloud.Cloud {
@@ -68,7 +72,7 @@ func startAgent(t *testing.T, cloud *devcloud.Cloud, o agentOptions) *testAgent 
 	if runner == nil {
 		runner = &recRunner{}
 	}
-	a := &testAgent{flock: fl, path: path, dir: dir, logFile: filepath.Join(dir, "reagent.log")}
+	a := &testAgent{flock: fl, path: path, dir: dir, logFile: filepath.Join(dir, "reagent.log"), label: dir}
 	flags, err := config.ParseFlags([]string{"-config", path, "-agentDir", filepath.Join(dir, "agent"),
 		"-logFile", a.logFile, "-update=false", "-env", "local"}, io.Discard)
 	if err != nil {
@@ -78,14 +82,18 @@ func startAgent(t *testing.T, cloud *devcloud.Cloud, o agentOptions) *testAgent 
 	done := make(chan error, 1)
 	built := make(chan struct{})
 	go func() {
-		done <- Run(ctx, Options{Flags: flags, Flock: fl, Stdout: io.Discard, runner: runner, appsOptions: o.apps,
-			withSession: func(s *wamp.Session) {
-				a.sess = s
-				if o.register != nil {
-					o.register(s)
-				}
-				close(built)
-			}})
+		// Every goroutine Run starts, and every one those start, inherits
+		// the label: the leak check finds what is left of this agent.
+		pprof.Do(ctx, pprof.Labels(agentLabel, a.label), func(ctx context.Context) {
+			done <- Run(ctx, Options{Flags: flags, Flock: fl, Stdout: io.Discard, runner: runner, appsOptions: o.apps,
+				withSession: func(s *wamp.Session) {
+					a.sess = s
+					if o.register != nil {
+						o.register(s)
+					}
+					close(built)
+				}})
+		})
 	}()
 	select { // a.sess is set from here on
 	case <-built:

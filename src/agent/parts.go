@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -205,24 +206,31 @@ func lanIP() string {
 
 // runParts runs every part until ctx ends or one of them fails, then
 // cancels the rest and waits for them at most ShutdownTimeout. It returns
-// the first failure.
-func runParts(ctx context.Context, parts []part, log zerolog.Logger) error {
+// the first failure, and the names of the parts that were still running
+// when it gave up waiting: what they use must stay open.
+func runParts(ctx context.Context, parts []part, log zerolog.Logger) (stragglers []string, err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
 		wg       sync.WaitGroup
-		once     sync.Once
+		mu       sync.Mutex // guards the fields below
+		running  = map[string]bool{}
 		firstErr error
 	)
 	for _, p := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.Run(runCtx); err != nil {
-				once.Do(func() { firstErr = fmt.Errorf("%s: %w", p.Name(), err) })
+		running[p.Name()] = true
+		wg.Go(func() {
+			err := p.Run(runCtx)
+			mu.Lock()
+			delete(running, p.Name())
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", p.Name(), err)
+			}
+			mu.Unlock()
+			if err != nil {
 				cancel()
 			}
-		}()
+		})
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -239,10 +247,18 @@ func runParts(ctx context.Context, parts []part, log zerolog.Logger) error {
 		select {
 		case <-done:
 		case <-t.C:
-			log.Warn().Dur("after", ShutdownTimeout).Msg("parts still running at shutdown; leaving them")
+			mu.Lock()
+			for n := range running {
+				stragglers = append(stragglers, n)
+			}
+			mu.Unlock()
+			slices.Sort(stragglers)
+			log.Error().Strs("parts", stragglers).Dur("after", ShutdownTimeout).Msg("parts still running at shutdown")
 		}
 	}
-	return firstErr
+	mu.Lock()
+	defer mu.Unlock()
+	return stragglers, firstErr
 }
 
 // The parts satisfy the small interfaces their consumers declare.
