@@ -72,7 +72,9 @@ func TestAgentConnectsAndReports(t *testing.T) {
 	if len(res.Arguments) != 1 || res.Arguments[0] != "Hello :-)" {
 		t.Fatalf("wamp_connection_established = %v", res.Arguments)
 	}
-	if !a.sess.Connected() {
+	// devcloud records CONNECTED before its answer reaches the agent,
+	// which counts itself connected only then.
+	if err := await(ctx, a.sess.Connected); err != nil {
 		t.Fatal("session does not say connected")
 	}
 }
