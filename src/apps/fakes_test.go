@@ -34,18 +34,19 @@ type fakeEngine struct {
 	mutations  []string
 
 	// Knobs.
-	pullGate    chan struct{}                    // non-nil: pulls wait for it to close
-	pullStarted chan string                      // non-nil: told each pull's ref
-	startGate   chan struct{}                    // non-nil: starts wait for it to close
-	refuse      func(docker.ContainerSpec) error // non-nil: start fails with its error
-	exitCode    map[string]int                   // container name → exits at once with this code
-	pullErr     error                            // pulls fail with it
-	removed     chan string                      // non-nil: told each removed container name
-	buildGate   chan struct{}                    // non-nil: builds wait for it to close
-	buildStart  chan string                      // non-nil: told each build's tag
-	buildErr    error                            // builds fail with it
-	pushErr     error                            // pushes fail with it
-	builds      []docker.BuildOptions            // every build, in order
+	pullGate      chan struct{}                    // non-nil: pulls wait for it to close
+	pullStarted   chan string                      // non-nil: told each pull's ref
+	startGate     chan struct{}                    // non-nil: starts wait for it to close
+	refuse        func(docker.ContainerSpec) error // non-nil: start fails with its error
+	exitCode      map[string]int                   // container name → exits at once with this code
+	pullErr       error                            // pulls fail with it
+	removed       chan string                      // non-nil: told each removed container name
+	buildGate     chan struct{}                    // non-nil: builds wait for it to close
+	buildStart    chan string                      // non-nil: told each build's tag
+	buildErr      error                            // builds fail with it
+	pushErr       error                            // pushes fail with it
+	onImageExists func()                           // non-nil: called by every ImageExists
+	builds        []docker.BuildOptions            // every build, in order
 }
 
 func newFakeEngine() *fakeEngine {
@@ -70,6 +71,12 @@ func (f *fakeEngine) Mutations() []string {
 }
 
 func (f *fakeEngine) ImageExists(_ context.Context, ref string) (bool, error) {
+	f.mu.Lock()
+	hook := f.onImageExists
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.images[ref], nil

@@ -129,6 +129,9 @@ func (m *Manager) reconcile(ctx context.Context, w *worker) (res Result, err err
 	}
 	st, res, err := plan(m, ctx, o)
 	if err != nil {
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err() // superseded or shutting down: not a failure
+		}
 		return res, m.failed(ctx, o, "", err)
 	}
 	if st == nil {

@@ -77,7 +77,7 @@ func (m *Manager) build(ctx context.Context, o *observation) error {
 	if err := m.setState(ctx, o, StateRemoved, "", nil); err != nil {
 		return err
 	}
-	src, info, err := m.buildSource(o)
+	src, info, err := m.buildSource(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (m *Manager) sourcePath(appName string) string {
 // refused archive never reaches it. The open file is the one inspected: an
 // upload finishing meanwhile renames a new file over the name, which the
 // identity check notices.
-func (m *Manager) buildSource(o *observation) (*os.File, transfer.Info, error) {
+func (m *Manager) buildSource(ctx context.Context, o *observation) (*os.File, transfer.Info, error) {
 	if m.opts.Paths.BuildDir == "" {
 		return nil, transfer.Info{}, terminal("no build directory: %s cannot be built", o.req.AppName)
 	}
@@ -138,7 +138,7 @@ func (m *Manager) buildSource(o *observation) (*os.File, transfer.Info, error) {
 	}
 	var info transfer.Info
 	if err == nil {
-		info, err = transfer.Inspect(path, transfer.Limits{})
+		info, err = transfer.InspectContext(ctx, path, transfer.Limits{})
 		if errors.Is(err, errdefs.ErrInvalidArgument) {
 			err = terminal("the uploaded source of %s is refused: %v", o.req.AppName, err)
 		}

@@ -67,7 +67,14 @@ type Info struct {
 // and fifo entries, more than MaxEntries entries and more than MaxBytes of
 // file data. It writes nothing.
 func Inspect(archivePath string, lim Limits) (Info, error) {
-	s, err := walkFile(context.Background(), archivePath, lim, nil)
+	return InspectContext(context.Background(), archivePath, lim)
+}
+
+// InspectContext is Inspect that stops when ctx ends: an archive of
+// gigabytes takes a while, and a shutdown or a newer request must not
+// wait for it.
+func InspectContext(ctx context.Context, archivePath string, lim Limits) (Info, error) {
+	s, err := walkFile(ctx, archivePath, lim, nil)
 	if err != nil {
 		return Info{}, err
 	}
@@ -117,7 +124,8 @@ func walkFile(ctx context.Context, archivePath string, lim Limits, visit visitFu
 // nil, is called for each entry after its own checks passed.
 func walk(ctx context.Context, r io.Reader, lim Limits, visit visitFunc) (*scan, error) {
 	lim = lim.withDefaults()
-	stream, err := decompress(r)
+	// Skipping a file's data reads it too: every read checks ctx.
+	stream, err := decompress(&ctxReader{ctx: ctx, r: r})
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +159,11 @@ func walk(ctx context.Context, r io.Reader, lim Limits, visit visitFunc) (*scan,
 		if err := visit(e, data); err != nil {
 			return nil, archiveError(err)
 		}
+	}
+	// A read at the very end may have been refused without anybody
+	// seeing it (buffered data sufficed); cancelled means cancelled.
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	if err := s.finish(); err != nil {
 		return nil, err
