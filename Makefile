@@ -69,7 +69,7 @@ test-unit:
 bench: deps build devcloud
 	status=0; \
 	$(GO) run ./src/cmd/bench -agent build/reagent -out build/bench.json || status=$$?; \
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime=1s -count=1 ./src/store ./src/wamp ./src/logs || status=1; \
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=1s -count=1 ./src/store ./src/wamp ./src/logs ./src/docker || status=1; \
 	exit $$status
 
 ## run: devcloud and the agent against it; Ctrl-C stops both

@@ -20,6 +20,11 @@ const (
 	partialChunk = 16 * 1024
 	// maxFrame caps how much of one multiplexed frame is held in memory.
 	maxFrame = MaxLogLine + 64*1024
+	// rawBuffer is the read buffer of a TTY stream, one per followed
+	// container. Lines longer than it are assembled piece by piece, and
+	// the HTTP transport below hands over at most 4 KiB per read, so a
+	// larger buffer would only cost memory.
+	rawBuffer = 8 * 1024
 )
 
 // LogEntry is one line of container output.
@@ -132,8 +137,12 @@ func (b *lineBuilder) feedMessage(msg []byte) error {
 // parseMultiplexed reads a non-TTY log stream: 8-byte frame headers
 // (stream, 0, 0, 0, big-endian size) each followed by one engine message.
 func parseMultiplexed(r io.Reader, stdout, stderr *lineBuilder) error {
+	// Two reads per frame (header, message) go through the HTTP body's
+	// layers; buffered, most of them are a copy. bufio reads what is there
+	// and does not wait to fill its buffer, so a frame is handled at once.
+	r = bufio.NewReaderSize(r, rawBuffer)
 	var hdr [8]byte
-	buf := make([]byte, 0, 32*1024)
+	var buf []byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -144,7 +153,7 @@ func parseMultiplexed(r io.Reader, stdout, stderr *lineBuilder) error {
 		size := int64(binary.BigEndian.Uint32(hdr[4:]))
 		keep := min(size, int64(maxFrame))
 		if int64(cap(buf)) < keep {
-			buf = make([]byte, keep)
+			buf = make([]byte, max(keep, 4096))
 		}
 		buf = buf[:keep]
 		if _, err := io.ReadFull(r, buf); err != nil {
@@ -176,7 +185,8 @@ func parseMultiplexed(r io.Reader, stdout, stderr *lineBuilder) error {
 // frames: "<ts> <content>\n". The pieces of a long line are recognised by
 // their position (every partialChunk bytes) and their repeated timestamp.
 func parseRaw(r io.Reader, out *lineBuilder) error {
-	br := bufio.NewReaderSize(r, 64*1024)
+	br := bufio.NewReaderSize(r, rawBuffer)
+	var prefix []byte
 	for {
 		// ReadSlice, not Peek(n): a short message must be delivered at once
 		// while following, not after more output arrives.
@@ -215,7 +225,7 @@ func parseRaw(r io.Reader, out *lineBuilder) error {
 			}
 			continue
 		}
-		prefix := append(append(make([]byte, 0, len(raw)+1), raw...), ' ')
+		prefix = append(append(prefix[:0], raw...), ' ')
 		out.begin(ts, raw)
 		if err := readContent(br, out, prefix); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -55,12 +56,18 @@ func (c *Client) Logs(ctx context.Context, id string, opts LogsOptions, fn func(
 	defer stop()
 	defer body.Close()
 
+	var r io.Reader = body
+	if opts.Follow {
+		p := newPacedReader(ctx, body)
+		defer p.stop()
+		r = p
+	}
 	stdout := &lineBuilder{stream: "stdout", keepTS: opts.Timestamps, emit: fn}
 	stderr := &lineBuilder{stream: "stderr", keepTS: opts.Timestamps, emit: fn}
 	if ct.Tty {
-		err = parseRaw(body, stdout)
+		err = parseRaw(r, stdout)
 	} else {
-		err = parseMultiplexed(body, stdout, stderr)
+		err = parseMultiplexed(r, stdout, stderr)
 	}
 	var ce consumerError
 	switch {
@@ -79,3 +86,50 @@ func (c *Client) Logs(ctx context.Context, id string, opts LogsOptions, fn func(
 	}
 	return nil
 }
+
+const (
+	// pacedSmall: a read of a followed stream that brings less than this
+	// makes the next read wait pacedPause first.
+	pacedSmall = 1024
+	// pacedPause is the most a followed line is delayed by pacing; the log
+	// relay publishes every 200 ms, and an app printing slowly still gets
+	// each line within it.
+	pacedPause = 10 * time.Millisecond
+)
+
+// pacedReader reads a followed log stream in fewer, larger reads. The
+// engine flushes every message as it is written, so a reader that keeps up
+// makes one read — a syscall, a wait in the poller and a goroutine
+// wake-up — per line, which costs more CPU than handling the line. After a
+// small read the next one waits pacedPause, so what the app printed
+// meanwhile comes in one read; while data is waiting, reads follow each
+// other at once.
+type pacedReader struct {
+	ctx   context.Context
+	r     io.Reader
+	t     *time.Timer // stopped unless pausing
+	small bool        // the last read was small: pause before the next
+}
+
+func newPacedReader(ctx context.Context, r io.Reader) *pacedReader {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &pacedReader{ctx: ctx, r: r, t: t}
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	if p.small {
+		p.t.Reset(pacedPause)
+		select {
+		case <-p.t.C:
+		case <-p.ctx.Done():
+			p.t.Stop()
+			return 0, p.ctx.Err()
+		}
+	}
+	n, err := p.r.Read(b)
+	p.small = n < pacedSmall
+	return n, err
+}
+
+func (p *pacedReader) stop() { p.t.Stop() }

@@ -3,6 +3,7 @@ package logs
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // maxPublication is the most text one publication carries (the reference's
@@ -13,6 +14,15 @@ const maxPublication = 256 << 10
 // dropMarker is the line that announces dropped lines in the stream, in
 // the reference's words.
 func dropMarker(n int) string { return fmt.Sprintf("… %d log line(s) dropped (rate limit)", n) }
+
+// skipMarker is the line that announces a window of a container's output
+// the engine may have deleted before the relay read it (its log rotation
+// while the relay was behind). The engine does not say how many lines were
+// in it, and an app that paused looks the same.
+func skipMarker(from, to time.Time, behind time.Duration) string {
+	return fmt.Sprintf("… log lines between %s and %s may be missing: the relay was %s behind the engine's log, which rotates",
+		from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano), behind.Round(100*time.Millisecond))
+}
 
 // publication is one PUBLISH: its positional args and how many lines it
 // stands for (those it carries and those a marker in it announces), which

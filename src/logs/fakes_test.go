@@ -200,7 +200,7 @@ type fakeEngine struct {
 func newFakeEngine() *fakeEngine {
 	return &fakeEngine{
 		lines: map[string][]docker.LogEntry{}, running: map[string]bool{},
-		changed: make(chan struct{}), clock: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC),
+		changed: make(chan struct{}),
 	}
 }
 
@@ -223,11 +223,21 @@ func (e *fakeEngine) stop(id string) {
 	e.mu.Unlock()
 }
 
-// print adds lines, each a microsecond after the last.
+// print adds lines stamped with the time they are printed, as the engine
+// does, each at least a microsecond after the last.
 func (e *fakeEngine) print(id, stream string, texts ...string) {
+	e.printAt(id, stream, time.Now(), texts...)
+}
+
+// printAt adds lines stamped from at on (each at least a microsecond
+// after the last line): output the engine stored a while ago.
+func (e *fakeEngine) printAt(id, stream string, at time.Time, texts ...string) {
 	e.mu.Lock()
 	for _, t := range texts {
-		e.clock = e.clock.Add(time.Microsecond)
+		if !at.After(e.clock) {
+			at = e.clock.Add(time.Microsecond)
+		}
+		e.clock = at
 		e.lines[id] = append(e.lines[id], docker.LogEntry{Time: e.clock, Stream: stream, Text: t})
 	}
 	e.changedLocked()

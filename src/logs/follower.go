@@ -101,7 +101,7 @@ func (r *Relay) Forget(ctx context.Context, app string) error {
 		defer s.storeMu.Unlock()
 		s.mu.Lock()
 		s.forgotten = true
-		s.pend, s.pendCost = nil, 0
+		s.pend, s.pendCost, s.spare, s.dropped = nil, 0, nil, 0
 		close(s.room)
 		s.room = make(chan struct{})
 		s.pub.discard()
@@ -240,35 +240,57 @@ func (r *Relay) follow(ctx context.Context, s *stream, f *follower) {
 }
 
 // acceptLine buffers one container line for the store and, while somebody
-// subscribes, for publishing. It waits while the store is behind.
+// subscribes, for publishing. When the store buffer is full it waits for
+// the store only while the line is less than waitLag old; after that the
+// line is dropped and counted, and storeStream announces the count where
+// the lines are missing, in the history and in the stream. A burst is
+// absorbed by the engine's log file for a moment, but a follower that
+// waited on would fall minutes behind and the file's rotation would
+// delete its backlog without anybody knowing.
 func (r *Relay) acceptLine(ctx context.Context, s *stream, le docker.LogEntry) error {
 	c := len(le.Text) + lineOverhead
+	t := le.Time
+	if t.Year() < 1971 || t.Year() > 2200 {
+		t = time.Time{} // no usable engine time: the store stamps it
+	}
+	now := r.now()
+	stamped := t
+	if stamped.IsZero() {
+		stamped = now
+	}
 	s.mu.Lock()
-	for s.pendCost > 0 && s.pendCost+c > r.storeCap {
+	var skip *skipped
+	if !t.IsZero() && !s.forgotten {
+		skip = r.noteLagLocked(s, t, now)
+		if t.After(s.lastTime) {
+			s.lastTime = t
+		}
+	}
+	defer skip.log(r, s)
+	for !s.forgotten && s.pendCost > 0 && s.pendCost+c > r.storeCap {
+		wait := waitLag - now.Sub(stamped)
+		if wait <= 0 {
+			s.dropped++
+			s.mu.Unlock()
+			r.storeSig.markFull()
+			return nil
+		}
 		room := s.room
 		s.mu.Unlock()
 		r.storeSig.markFull()
-		select {
-		case <-room:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := waitRoom(ctx, room, wait); err != nil {
+			return err
 		}
+		now = r.now()
 		s.mu.Lock()
 	}
 	if s.forgotten {
 		s.mu.Unlock()
 		return errdefs.NotFound("log %s was forgotten", s.name)
 	}
-	t := le.Time
-	if t.Year() < 1971 || t.Year() > 2200 {
-		t = time.Time{} // no usable engine time: the store stamps it
-	}
 	storeFirst := len(s.pend) == 0
 	s.pend = append(s.pend, store.LogLine{Time: t, Stream: le.Stream, Text: le.Text})
 	s.pendCost += c
-	if !t.IsZero() && t.After(s.lastTime) {
-		s.lastTime = t
-	}
 	storeFull := s.pendCost >= r.flushBytes
 	pubFirst, pubFull := false, false
 	if s.live {
@@ -280,6 +302,56 @@ func (r *Relay) acceptLine(ctx context.Context, s *stream, le docker.LogEntry) e
 	signal(r.storeSig, storeFirst, storeFull)
 	signal(r.pubSig, pubFirst, pubFull)
 	return nil
+}
+
+// waitRoom waits until room is closed (the store took the buffer), d has
+// passed, or ctx ends (its error).
+func waitRoom(ctx context.Context, room <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-room:
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// noteLagLocked watches for lines the engine lost before the follower
+// could read them. The engine's log rotation deletes whole files; a
+// follower reading a backlog (lines stamped lagThreshold or more before
+// now) that then jumps by more than skipThreshold from one line to the
+// next may have had a file deleted under it, so the window between the two
+// is announced, before the line. The engine does not say how many lines
+// it held, and an app that paused while the follower was behind looks the
+// same, hence "may". It returns the window (nil: none) for the agent's
+// log, which is written after s.mu is released.
+func (r *Relay) noteLagLocked(s *stream, t, now time.Time) *skipped {
+	lag := now.Sub(t)
+	behind := lag >= lagThreshold
+	var skip *skipped
+	if behind && s.prevBehind && t.Sub(s.prevTime) > skipThreshold {
+		r.announceDropsLocked(s) // lines dropped before the window come first
+		skip = &skipped{from: s.prevTime, to: t, behind: lag}
+		r.markLineLocked(s, skipMarker(skip.from, skip.to, skip.behind))
+	}
+	s.prevTime, s.prevBehind = t, behind
+	return skip
+}
+
+// skipped is a window of container output that may be lost.
+type skipped struct {
+	from, to time.Time
+	behind   time.Duration
+}
+
+func (k *skipped) log(r *Relay, s *stream) {
+	if k == nil {
+		return
+	}
+	r.log.Warn().Str("log", s.name).Time("from", k.from).Time("to", k.to).Dur("behind", k.behind).
+		Msg("log lines may be lost: the follower was behind the engine's log rotation")
 }
 
 // resumePoint is where the next read of s starts: one nanosecond after

@@ -60,8 +60,16 @@ const (
 	// bounded too.
 	lineOverhead = 64
 	// storeBufferFactor × FlushBytes is the most a log buffers for the
-	// store before its follower waits for the store.
+	// store. A follower with a full buffer waits for the store while its
+	// line is less than waitLag old, then drops lines (counted and
+	// announced) until it has caught up: a backlog left in the engine's
+	// log file is deleted by the file's rotation without a trace.
 	storeBufferFactor = 4
+	// waitLag bounds how far behind the app a follower may fall by
+	// waiting for the store. The engine loses lines to rotation only once
+	// a reader is a whole log file (10 MB) behind: over a second even for
+	// an app printing 100 000 lines a second.
+	waitLag = 500 * time.Millisecond
 	// agentBufferFactor × the store buffer is the most a log buffers with
 	// agent messages, which never wait; beyond it they are not stored (and
 	// counted).
@@ -72,6 +80,18 @@ const (
 	finalFlushTimeout = 2 * time.Second
 	// matchTimeout bounds one wamp.subscription.match call.
 	matchTimeout = 10 * time.Second
+	// lagThreshold: a container line read this much later than the
+	// engine stamped it means the follower is reading a backlog, which
+	// the engine's log rotation may cut short. It is above waitLag: only
+	// an engine slower than the app gets a follower this far behind.
+	lagThreshold = time.Second
+	// skipThreshold: while the follower reads a backlog, consecutive
+	// lines further apart than this are announced as a window that may
+	// have been lost to rotation.
+	skipThreshold = time.Second
+	// dropWarnEvery paces the agent-log warnings about dropped lines of
+	// one log.
+	dropWarnEvery = time.Minute
 	// retryMin and retryMax pace a follower's reconnects to the engine and
 	// a log's store retries.
 	retryMin = 200 * time.Millisecond
@@ -93,7 +113,7 @@ type Relay struct {
 	flushInterval time.Duration
 	flushBytes    int
 	maxPending    int
-	storeCap      int           // bytes (with lineOverhead) buffered per log before a follower waits
+	storeCap      int           // bytes (with lineOverhead) buffered per log; more container lines are dropped
 	storeSig      flushSignal   // lines wait to be stored
 	pubSig        flushSignal   // publications wait to be sent, or the link came up
 	matchWake     chan struct{} // cap 1: matchq changed
@@ -134,12 +154,26 @@ type stream struct {
 
 	mu sync.Mutex // guards the fields below
 	// pend are the lines read but not yet stored, pendCost their bytes
-	// with lineOverhead each.
+	// with lineOverhead each. spare is the backing array of the batch
+	// stored last, reused for the next one.
 	pend     []store.LogLine
 	pendCost int
+	spare    []store.LogLine
 	// room is closed when pend was taken for storing; a follower waiting
 	// for room waits on it.
 	room chan struct{}
+	// dropped counts the container lines dropped since the last marker
+	// because pend was full: neither stored nor published. Every line in
+	// pend is older than them, so their marker goes after pend.
+	dropped int
+	// dropWarned is when the agent's log last warned about this log's
+	// drops; dropUnwarned counts the lines dropped since.
+	dropWarned   time.Time
+	dropUnwarned int
+	// prevTime is the engine time of the last container line read;
+	// prevBehind says it was read lagThreshold or more after that.
+	prevTime   time.Time
+	prevBehind bool
 	// lastTime is the time of the newest container line read: a follower
 	// resumes after it. Until resumeKnown it comes from the store.
 	lastTime    time.Time

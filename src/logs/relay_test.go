@@ -298,29 +298,32 @@ func TestRelayResume(t *testing.T) {
 	engine := newFakeEngine()
 	engine.start("c1")
 	ctx := context.Background()
+	// The container's lines carry the engine's clock, long behind the
+	// agent's: resuming after an agent line would skip some.
+	old := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 
 	e1 := newRelayEnv(t, RelayOptions{Store: st, Engine: engine, FlushInterval: 5 * time.Millisecond}, true)
 	if err := e1.r.PostStart(ctx, app, "c1"); err != nil {
 		t.Fatal(err)
 	}
-	engine.print("c1", "stdout", numbered("l", 1, 50)...)
+	engine.printAt("c1", "stdout", old, numbered("l", 1, 50)...)
 	waitFor(t, 5*time.Second, "50 lines stored", func() bool { return len(stored(t, st, app)) == 50 })
-	e1.r.Write(app, "agent note") // stamped now, long after the engine's 2024 clock
+	e1.r.Write(app, "agent note") // stamped now, long after the engine's clock
 	e1.stop()
 
-	engine.print("c1", "stdout", numbered("l", 51, 80)...) // while no agent runs
+	engine.printAt("c1", "stdout", old, numbered("l", 51, 80)...) // while no agent runs
 	e2 := newRelayEnv(t, RelayOptions{Store: st, Engine: engine, FlushInterval: 5 * time.Millisecond}, true)
 	if err := e2.r.PostStart(ctx, app, "c1"); err != nil {
 		t.Fatal(err)
 	}
-	engine.print("c1", "stdout", numbered("l", 81, 90)...)
+	engine.printAt("c1", "stdout", old, numbered("l", 81, 90)...)
 	want := append(append(numbered("l", 1, 50), "agent note"), numbered("l", 51, 90)...)
 	waitFor(t, 5*time.Second, "91 lines stored", func() bool { return len(stored(t, st, app)) >= 91 })
 
 	if err := e2.r.Stop(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	engine.print("c1", "stdout", numbered("l", 91, 95)...)
+	engine.printAt("c1", "stdout", old, numbered("l", 91, 95)...)
 	if err := e2.r.PostStart(ctx, app, "c1"); err != nil {
 		t.Fatal(err)
 	}
