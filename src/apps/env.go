@@ -258,7 +258,9 @@ func envDir(dataDir string) string { return filepath.Join(dataDir, "env") }
 // writeEnvFiles makes <dir>/<NAME>.txt for every variable (dir 0700, files
 // 0600, replaced atomically so a running app never reads half a value) and
 // removes the files of variables that no longer exist, DEVICE_SECRET.txt
-// of old agents included.
+// of old agents included. A file that already holds its value is left
+// alone: every start of an app passes here, and rewriting a dozen files
+// through a rename each is most of the agent's own share of a start.
 func writeEnvFiles(dir string, vars []envVar) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create env dir: %w", err)
@@ -266,17 +268,25 @@ func writeEnvFiles(dir string, vars []envVar) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("restrict env dir: %w", err)
 	}
-	keep := map[string]bool{}
-	for _, v := range vars {
-		name := v.Name + ".txt"
-		keep[name] = true
-		if err := writeFileAtomic(filepath.Join(dir, name), []byte(v.Value), 0o600); err != nil {
-			return err
-		}
-	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("read env dir: %w", err)
+	}
+	existing := make(map[string]os.DirEntry, len(entries))
+	for _, e := range entries {
+		existing[e.Name()] = e
+	}
+	keep := make(map[string]bool, len(vars))
+	for _, v := range vars {
+		name := v.Name + ".txt"
+		keep[name] = true
+		path := filepath.Join(dir, name)
+		if e, ok := existing[name]; ok && sameEnvFile(path, e, v.Value) {
+			continue
+		}
+		if err := writeFileAtomic(path, []byte(v.Value), 0o600); err != nil {
+			return err
+		}
 	}
 	for _, e := range entries {
 		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".txt") && !keep[e.Name()] {
@@ -286,6 +296,20 @@ func writeEnvFiles(dir string, vars []envVar) error {
 		}
 	}
 	return nil
+}
+
+// sameEnvFile reports whether the env file e at path is a regular 0600
+// file holding exactly value.
+func sameEnvFile(path string, e os.DirEntry, value string) bool {
+	if !e.Type().IsRegular() {
+		return false
+	}
+	info, err := e.Info()
+	if err != nil || info.Mode().Perm() != 0o600 || info.Size() != int64(len(value)) {
+		return false
+	}
+	b, err := os.ReadFile(path)
+	return err == nil && string(b) == value
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,6 +228,41 @@ func TestEnvFiles(t *testing.T) {
 	}
 	if env := dockerEnv(vars); !slices.Equal(env, []string{"A=1"}) {
 		t.Fatalf("docker env %v: an oversized value must only be a file", env)
+	}
+}
+
+// Unchanged env files are not rewritten (same inode), changed, widened or
+// replaced ones are.
+func TestEnvFilesRewriteOnlyChanged(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "env")
+	if err := writeEnvFiles(dir, []envVar{{"A", "1"}, {"B", "2"}, {"C", "3"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "C.txt"), 0o644); err != nil { // someone widened it
+		t.Fatal(err)
+	}
+	inode := func(name string) uint64 {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	a, b, c := inode("A.txt"), inode("B.txt"), inode("C.txt")
+	if err := writeEnvFiles(dir, []envVar{{"A", "1"}, {"B", "22"}, {"C", "3"}}); err != nil {
+		t.Fatal(err)
+	}
+	if inode("A.txt") != a {
+		t.Error("A.txt rewritten with the same value")
+	}
+	if inode("B.txt") == b {
+		t.Error("B.txt kept with a changed value")
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "B.txt")); string(got) != "22" {
+		t.Errorf("B.txt = %q", got)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "C.txt")); inode("C.txt") == c || fi.Mode().Perm() != 0o600 {
+		t.Errorf("C.txt mode %v: a widened file must be replaced with a 0600 one", fi.Mode())
 	}
 }
 
