@@ -158,10 +158,30 @@ func TestBacklogSkipIsAnnounced(t *testing.T) {
 	if err := r.storeStream(ctx, s, true); err != nil {
 		t.Fatal(err)
 	}
-	marker := skipMarker(base.Add(time.Millisecond), base.Add(30*time.Second), 30*time.Second)
+	marker := skipMarker(base.Add(time.Millisecond), base.Add(30*time.Second), time.Minute)
 	want := []string{"a", "b", marker, "c", "d"}
 	if got := storedTexts(t, st, app); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("history = %q, want %q", got, want)
+	}
+
+	// Docker's follower may also continue at the live end: the line
+	// after the window is not late, the one before it was.
+	s3 := r.streamFor("prod_44_app")
+	for i, text := range []string{"a", "b", "live"} {
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		if text == "live" {
+			at = clk.now()
+		}
+		if err := r.acceptLine(ctx, s3, docker.LogEntry{Time: at, Stream: "stdout", Text: text}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.storeStream(ctx, s3, true); err != nil {
+		t.Fatal(err)
+	}
+	marker = skipMarker(base.Add(time.Millisecond), clk.now(), time.Minute)
+	if got := storedTexts(t, st, "prod_44_app"); strings.Join(got, "\n") != strings.Join([]string{"a", "b", marker, "live"}, "\n") {
+		t.Fatalf("history = %q, want a window before the live line", got)
 	}
 
 	// The same gap in an app read as it prints is a pause, not a loss.
@@ -177,5 +197,29 @@ func TestBacklogSkipIsAnnounced(t *testing.T) {
 	}
 	if got := storedTexts(t, st, "prod_43_app"); strings.Join(got, ",") != "a,b,c,d" {
 		t.Fatalf("history of a live app = %q, want a,b,c,d", got)
+	}
+}
+
+// The watchdog ends a read whose last line was late and after which
+// nothing came for stallTimeout; a live line disarms it.
+func TestStallWatchdog(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	w := newStallWatchdog(context.Background(), clk.now)
+	w.saw(clk.now().Add(-time.Minute)) // late: armed
+	w.saw(clk.now())                   // live: disarmed
+	time.Sleep(stallTimeout + 200*time.Millisecond)
+	if w.ctx.Err() != nil || w.stop() {
+		t.Fatal("a live follower was stopped")
+	}
+
+	w = newStallWatchdog(context.Background(), clk.now)
+	w.saw(clk.now().Add(-time.Minute))
+	select {
+	case <-w.ctx.Done():
+	case <-time.After(stallTimeout + 5*time.Second):
+		t.Fatal("a stalled follower was not stopped")
+	}
+	if !w.stop() {
+		t.Fatal("stop does not report the stall")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"reagent/src/docker"
@@ -196,12 +197,22 @@ func (r *Relay) follow(ctx context.Context, s *stream, f *follower) {
 			return // stopped or replaced while between reads
 		}
 		read := 0
-		err = r.engine.Logs(ctx, f.containerID, docker.LogsOptions{Follow: true, Since: since}, func(le docker.LogEntry) error {
+		wd := newStallWatchdog(ctx, r.now)
+		err = r.engine.Logs(wd.ctx, f.containerID, docker.LogsOptions{Follow: true, Since: since}, func(le docker.LogEntry) error {
 			read++
+			wd.saw(le.Time)
 			return r.acceptLine(ctx, s, le)
 		})
+		stalled := wd.stop()
 		if ctx.Err() != nil {
 			return
+		}
+		if stalled {
+			// Read again from where we are: what the engine still has
+			// comes now, and a part its rotation deleted shows as a jump,
+			// which acceptLine announces.
+			log.Warn().Dur("after", stallTimeout).Msg("the engine stopped sending a log the relay was behind on; reading it again")
+			continue
 		}
 		if read > 0 {
 			failures = 0
@@ -319,24 +330,24 @@ func waitRoom(ctx context.Context, room <-chan struct{}, d time.Duration) error 
 }
 
 // noteLagLocked watches for lines the engine lost before the follower
-// could read them. The engine's log rotation deletes whole files; a
-// follower reading a backlog (lines stamped lagThreshold or more before
-// now) that then jumps by more than skipThreshold from one line to the
-// next may have had a file deleted under it, so the window between the two
-// is announced, before the line. The engine does not say how many lines
-// it held, and an app that paused while the follower was behind looks the
-// same, hence "may". It returns the window (nil: none) for the agent's
-// log, which is written after s.mu is released.
+// could read them. The engine's log rotation deletes whole files, and
+// Docker's follower, when the file it reads is rotated, may continue in a
+// newer file or at the live end. So a line more than skipThreshold after
+// the line before it, when that one was read lagThreshold or more late,
+// opens a window that may be lost, announced before the line. The engine
+// does not say how many lines it held, and an app that paused while the
+// follower was behind looks the same, hence "may". It returns the window
+// (nil: none) for the agent's log, which is written after s.mu is
+// released.
 func (r *Relay) noteLagLocked(s *stream, t, now time.Time) *skipped {
 	lag := now.Sub(t)
-	behind := lag >= lagThreshold
 	var skip *skipped
-	if behind && s.prevBehind && t.Sub(s.prevTime) > skipThreshold {
+	if s.prevLag >= lagThreshold && t.Sub(s.prevTime) > skipThreshold {
 		r.announceDropsLocked(s) // lines dropped before the window come first
-		skip = &skipped{from: s.prevTime, to: t, behind: lag}
+		skip = &skipped{from: s.prevTime, to: t, behind: s.prevLag}
 		r.markLineLocked(s, skipMarker(skip.from, skip.to, skip.behind))
 	}
-	s.prevTime, s.prevBehind = t, behind
+	s.prevTime, s.prevLag = t, lag
 	return skip
 }
 
@@ -422,4 +433,52 @@ func signal(f flushSignal, first, full bool) {
 	case first:
 		f.markDirty()
 	}
+}
+
+// stallWatchdog ends a follow read that the engine stopped feeding while
+// the relay was behind. Docker's json-file follower (20.10 and older) can
+// lose its place when the file it reads is rotated: it then sends nothing
+// more, or jumps to the newest output. A follower that is behind expects
+// more lines at once, so silence for stallTimeout means a stall, not a
+// quiet app. The timer runs only while the last line read was behind:
+// following a live app costs no wake-ups.
+type stallWatchdog struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	now     func() time.Time
+	timer   *time.Timer
+	stalled atomic.Bool
+	armed   bool // only touched by the reading goroutine
+}
+
+func newStallWatchdog(parent context.Context, now func() time.Time) *stallWatchdog {
+	w := &stallWatchdog{now: now}
+	w.ctx, w.cancel = context.WithCancel(parent)
+	w.timer = time.AfterFunc(time.Hour, func() {
+		w.stalled.Store(true)
+		w.cancel()
+	})
+	w.timer.Stop()
+	return w
+}
+
+// saw notes a line stamped t: behind, it (re)arms the timer; live, it
+// disarms it.
+func (w *stallWatchdog) saw(t time.Time) {
+	behind := !t.IsZero() && w.now().Sub(t) >= lagThreshold
+	switch {
+	case behind:
+		w.timer.Reset(stallTimeout)
+		w.armed = true
+	case w.armed:
+		w.timer.Stop()
+		w.armed = false
+	}
+}
+
+// stop ends the watchdog and reports whether it ended the read.
+func (w *stallWatchdog) stop() bool {
+	w.timer.Stop()
+	w.cancel()
+	return w.stalled.Load()
 }

@@ -85,10 +85,14 @@ const (
 	// the engine's log rotation may cut short. It is above waitLag: only
 	// an engine slower than the app gets a follower this far behind.
 	lagThreshold = time.Second
-	// skipThreshold: while the follower reads a backlog, consecutive
-	// lines further apart than this are announced as a window that may
-	// have been lost to rotation.
-	skipThreshold = time.Second
+	// skipThreshold: a line more than this after the line before it, when
+	// that one was read lagThreshold or more late, opens a window that may
+	// have been lost to rotation: Docker's follower may continue in a newer
+	// file, or at the live end, and then the new line is not even late.
+	skipThreshold = 250 * time.Millisecond
+	// stallTimeout: a follower that is behind and gets no line for this
+	// long reads the log again (see stallWatchdog).
+	stallTimeout = 2 * time.Second
 	// dropWarnEvery paces the agent-log warnings about dropped lines of
 	// one log.
 	dropWarnEvery = time.Minute
@@ -171,9 +175,9 @@ type stream struct {
 	dropWarned   time.Time
 	dropUnwarned int
 	// prevTime is the engine time of the last container line read;
-	// prevBehind says it was read lagThreshold or more after that.
-	prevTime   time.Time
-	prevBehind bool
+	// prevLag how long after that it was read.
+	prevTime time.Time
+	prevLag  time.Duration
 	// lastTime is the time of the newest container line read: a follower
 	// resumes after it. Until resumeKnown it comes from the store.
 	lastTime    time.Time

@@ -33,6 +33,12 @@ func TestLineCounter(t *testing.T) {
 			want:   counts{events: 2, lines: 4, other: 2, disordered: 1, last: 3},
 		},
 		{
+			name: "a window marked where lines are missing, and a gap elsewhere",
+			events: [][]any{{"1\n2\n… log lines between 2026-11-28T09:00:01.5Z and 2026-11-28T09:00:03Z may be missing: the relay was 12s behind the engine's log, which rotates\n9"},
+				{"10\n12"}},
+			want: counts{events: 2, lines: 5, windows: 1, inWindows: 6, gaps: 7, gapRuns: 2, largestGap: 6, last: 12},
+		},
+		{
 			name:   "first number is not a gap",
 			events: [][]any{{"5000\n5001"}},
 			want:   counts{events: 1, lines: 2, last: 5001},
