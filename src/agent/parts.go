@@ -15,6 +15,7 @@ import (
 	"reagent/src/config"
 	"reagent/src/docker"
 	"reagent/src/logs"
+	"reagent/src/memtrim"
 	"reagent/src/store"
 	"reagent/src/system"
 	"reagent/src/transfer"
@@ -83,12 +84,17 @@ func buildParts(opts Options, paths config.Paths, log zerolog.Logger, restart fu
 		}
 	}
 
-	lp, err := buildLocalParts(opts, paths, st, dc, link, log)
+	// The trimmer keeps the agent's RSS near its working set: it runs
+	// after every burst of work (the start, a connect, app starts and
+	// stops) has settled.
+	trimmer := memtrim.New(0, log.With().Str("component", "memtrim").Logger())
+	lp, err := buildLocalParts(opts, paths, st, dc, link, trimmer, log)
 	if err != nil {
 		b.close()
 		return nil, err
 	}
 	b.parts = append(b.parts, lp.parts...)
+	b.parts = append(b.parts, trimmer)
 	b.closers = append(b.closers, lp.closers...)
 	if link == nil {
 		return b, nil
@@ -116,6 +122,7 @@ func buildParts(opts Options, paths config.Paths, log zerolog.Logger, restart fu
 		transfers:    lp.transfers,
 		store:        st,
 	}, log)
+	link.sess.OnStateChange(func(bool) { trimmer.Poke() })
 	b.parts = append(b.parts, link)
 	return b, nil
 }
@@ -132,7 +139,7 @@ type localParts struct {
 // buildLocalParts builds the log relay, the app reconciler (with the relay
 // as its app log and hook) and the upload manager.
 func buildLocalParts(opts Options, paths config.Paths, st *store.Store, dc *docker.Client, link *cloudLink,
-	log zerolog.Logger) (*localParts, error) {
+	trimmer *memtrim.Trimmer, log zerolog.Logger) (*localParts, error) {
 	lp := &localParts{}
 	relayOpts := logs.RelayOptions{Serial: opts.Flock.SerialNumber, Store: st, Log: log}
 	if dc != nil {
@@ -177,6 +184,7 @@ func buildLocalParts(opts Options, paths config.Paths, st *store.Store, dc *dock
 			return nil, err
 		}
 		m.AddHook(relay)
+		m.AddHook(trimmer)
 		lp.apps = m
 		lp.parts = append(lp.parts, m)
 	} else {
