@@ -195,6 +195,35 @@ type fakeEngine struct {
 	clock   time.Time
 	calls   []docker.LogsOptions
 	slow    chan struct{} // non-nil: lines are delivered once it is closed
+	// followSkips: texts that follow reads skip, as Docker's follower
+	// does when it loses its place on a rotation.
+	followSkips map[string]bool
+	// floor: reads that start later deliver no line older than it, as
+	// after a rotation deleted the oldest file.
+	floor map[string]time.Time
+}
+
+// rotate makes the lines of id older than before unavailable to reads
+// that start from now on.
+func (e *fakeEngine) rotate(id string, before time.Time) {
+	e.mu.Lock()
+	if e.floor == nil {
+		e.floor = map[string]time.Time{}
+	}
+	e.floor[id] = before
+	e.mu.Unlock()
+}
+
+// skipWhenFollowing makes follow reads jump over texts.
+func (e *fakeEngine) skipWhenFollowing(texts ...string) {
+	e.mu.Lock()
+	if e.followSkips == nil {
+		e.followSkips = map[string]bool{}
+	}
+	for _, t := range texts {
+		e.followSkips[t] = true
+	}
+	e.mu.Unlock()
 }
 
 func newFakeEngine() *fakeEngine {
@@ -254,6 +283,7 @@ func (e *fakeEngine) Logs(ctx context.Context, id string, opts docker.LogsOption
 	e.mu.Lock()
 	e.calls = append(e.calls, opts)
 	_, known := e.running[id]
+	floor := e.floor[id]
 	e.mu.Unlock()
 	if !known {
 		return errdefs.NotFound("no container %s", id)
@@ -272,8 +302,14 @@ func (e *fakeEngine) Logs(ctx context.Context, id string, opts docker.LogsOption
 				return ctx.Err()
 			}
 		}
+		e.mu.Lock()
+		skips := e.followSkips
+		e.mu.Unlock()
 		for _, le := range batch {
-			if le.Time.Before(opts.Since) {
+			if le.Time.Before(opts.Since) || le.Time.Before(floor) || opts.Follow && skips[le.Text] {
+				continue
+			}
+			if !opts.Until.IsZero() && le.Time.After(opts.Until) {
 				continue
 			}
 			if err := fn(le); err != nil {

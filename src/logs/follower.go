@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"reagent/src/docker"
 	"reagent/src/errdefs"
 	"reagent/src/store"
@@ -200,6 +202,12 @@ func (r *Relay) follow(ctx context.Context, s *stream, f *follower) {
 		wd := newStallWatchdog(ctx, r.now)
 		err = r.engine.Logs(wd.ctx, f.containerID, docker.LogsOptions{Follow: true, Since: since}, func(le docker.LogEntry) error {
 			read++
+			if from, jumped := r.jumpFrom(s, le.Time); jumped {
+				wd.pause()
+				if err := r.fillWindow(ctx, s, f.containerID, from, le.Time, log); err != nil {
+					return err
+				}
+			}
 			wd.saw(le.Time)
 			return r.acceptLine(ctx, s, le)
 		})
@@ -270,14 +278,12 @@ func (r *Relay) acceptLine(ctx context.Context, s *stream, le docker.LogEntry) e
 		stamped = now
 	}
 	s.mu.Lock()
-	var skip *skipped
 	if !t.IsZero() && !s.forgotten {
-		skip = r.noteLagLocked(s, t, now)
+		s.prevTime, s.prevLag = t, now.Sub(t)
 		if t.After(s.lastTime) {
 			s.lastTime = t
 		}
 	}
-	defer skip.log(r, s)
 	for !s.forgotten && s.pendCost > 0 && s.pendCost+c > r.storeCap {
 		wait := waitLag - now.Sub(stamped)
 		if wait <= 0 {
@@ -329,40 +335,100 @@ func waitRoom(ctx context.Context, room <-chan struct{}, d time.Duration) error 
 	return nil
 }
 
-// noteLagLocked watches for lines the engine lost before the follower
-// could read them. The engine's log rotation deletes whole files, and
-// Docker's follower, when the file it reads is rotated, may continue in a
-// newer file or at the live end. So a line more than skipThreshold after
-// the line before it, when that one was read lagThreshold or more late,
-// opens a window that may be lost, announced before the line. The engine
-// does not say how many lines it held, and an app that paused while the
-// follower was behind looks the same, hence "may". It returns the window
-// (nil: none) for the agent's log, which is written after s.mu is
-// released.
-func (r *Relay) noteLagLocked(s *stream, t, now time.Time) *skipped {
-	lag := now.Sub(t)
-	var skip *skipped
-	if s.prevLag >= lagThreshold && t.Sub(s.prevTime) > skipThreshold {
-		r.announceDropsLocked(s) // lines dropped before the window come first
-		skip = &skipped{from: s.prevTime, to: t, behind: s.prevLag}
-		r.markLineLocked(s, skipMarker(skip.from, skip.to, skip.behind))
+// jumpFrom reports whether a followed line stamped t jumps ahead of the
+// line read before it in a way Docker's follower does when it loses its
+// place: the line before was read lagThreshold or more late, and t is more
+// than skipThreshold after it. Docker's json-file follower (20.10 and
+// older), when the file it reads is rotated, may continue in a newer file
+// or at the live end, skipping what it had not sent. It returns the time
+// of the line before.
+func (r *Relay) jumpFrom(s *stream, t time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prevTime.IsZero() || t.IsZero() || s.prevLag < lagThreshold || t.Sub(s.prevTime) <= skipThreshold {
+		return time.Time{}, false
 	}
-	s.prevTime, s.prevLag = t, lag
-	return skip
+	return s.prevTime, true
 }
 
-// skipped is a window of container output that may be lost.
-type skipped struct {
-	from, to time.Time
-	behind   time.Duration
+// fillWindow reads, before the line stamped to, what the engine still
+// holds of the container's output after from: a jump of the follower is
+// often only the follower's, the lines are still in the engine's files.
+// When the engine's oldest line is younger than from, its rotation has
+// deleted some of the window: a marker says which part may be missing (the
+// engine cannot say how many lines it held). A fill that takes longer than
+// fillTimeout is cut short, and what it did not read is marked too.
+func (r *Relay) fillWindow(ctx context.Context, s *stream, containerID string, from, to time.Time, log zerolog.Logger) error {
+	lostTo := from
+	switch oldest, ok, err := r.oldestLine(ctx, containerID); {
+	case err != nil:
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Debug().Err(err).Msg("cannot read where the engine's log begins")
+		return nil // the jump stays unexplained, as before the check
+	case !ok || !oldest.After(from):
+		// The engine still holds everything after from.
+	case oldest.After(to):
+		lostTo = to
+	default:
+		lostTo = oldest
+	}
+	if lostTo.Sub(from) > 0 {
+		r.markWindow(s, from, lostTo, log)
+		from = lostTo.Add(-time.Nanosecond) // the oldest line is read below
+	}
+	fctx, cancel := context.WithTimeout(ctx, fillTimeout)
+	defer cancel()
+	last, n := from, 0
+	err := r.engine.Logs(fctx, containerID, docker.LogsOptions{Since: from.Add(time.Nanosecond), Until: to.Add(-time.Nanosecond)},
+		func(le docker.LogEntry) error {
+			if !le.Time.After(last) || !le.Time.Before(to) {
+				return nil
+			}
+			n++
+			last = le.Time
+			return r.acceptLine(ctx, s, le)
+		})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if n > 0 {
+		log.Debug().Int("lines", n).Time("from", from).Time("to", to).Msg("the engine's follower skipped lines; read them from its log")
+	}
+	if err != nil && to.Sub(last) > skipThreshold {
+		log.Debug().Err(err).Msg("reading what the engine's follower skipped")
+		r.markWindow(s, last, to, log)
+	}
+	return nil
 }
 
-func (k *skipped) log(r *Relay, s *stream) {
-	if k == nil {
-		return
+// oldestLine is the time of the oldest line the engine holds of the
+// container's output; false when it holds none.
+func (r *Relay) oldestLine(ctx context.Context, containerID string) (time.Time, bool, error) {
+	var oldest time.Time
+	err := r.engine.Logs(ctx, containerID, docker.LogsOptions{}, func(le docker.LogEntry) error {
+		oldest = le.Time
+		return errFirstLine
+	})
+	if err != nil && !errors.Is(err, errFirstLine) {
+		return time.Time{}, false, err
 	}
-	r.log.Warn().Str("log", s.name).Time("from", k.from).Time("to", k.to).Dur("behind", k.behind).
-		Msg("log lines may be lost: the follower was behind the engine's log rotation")
+	return oldest, !oldest.IsZero(), nil
+}
+
+var errFirstLine = errors.New("first line read")
+
+// markWindow stores and publishes the marker of a window of output that
+// may be lost, and warns in the agent's log.
+func (r *Relay) markWindow(s *stream, from, to time.Time, log zerolog.Logger) {
+	s.mu.Lock()
+	behind := s.prevLag
+	r.announceDropsLocked(s) // lines dropped before the window come first
+	r.markLineLocked(s, skipMarker(from, to, behind))
+	s.mu.Unlock()
+	log.Warn().Time("from", from).Time("to", to).Dur("behind", behind).
+		Msg("log lines may be lost: the engine's log rotation deleted them before they were read")
 }
 
 // resumePoint is where the next read of s starts: one nanosecond after
@@ -474,6 +540,12 @@ func (w *stallWatchdog) saw(t time.Time) {
 		w.timer.Stop()
 		w.armed = false
 	}
+}
+
+// pause disarms the timer while the follower does something else.
+func (w *stallWatchdog) pause() {
+	w.timer.Stop()
+	w.armed = false
 }
 
 // stop ends the watchdog and reports whether it ended the read.

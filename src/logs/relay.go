@@ -85,11 +85,12 @@ const (
 	// the engine's log rotation may cut short. It is above waitLag: only
 	// an engine slower than the app gets a follower this far behind.
 	lagThreshold = time.Second
-	// skipThreshold: a line more than this after the line before it, when
-	// that one was read lagThreshold or more late, opens a window that may
-	// have been lost to rotation: Docker's follower may continue in a newer
-	// file, or at the live end, and then the new line is not even late.
+	// skipThreshold: a followed line more than this after the line before
+	// it, when that one was read lagThreshold or more late, may be a jump
+	// of Docker's follower over lines it did not send (see jumpFrom).
 	skipThreshold = 250 * time.Millisecond
+	// fillTimeout bounds the reading of what a jump skipped.
+	fillTimeout = 5 * time.Second
 	// stallTimeout: a follower that is behind and gets no line for this
 	// long reads the log again (see stallWatchdog).
 	stallTimeout = 2 * time.Second
