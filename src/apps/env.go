@@ -26,7 +26,12 @@ const maxEnvValue = 20 << 10
 
 // envName: env names become file names under /data/env, so only plain
 // identifiers are accepted.
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,254}$`)
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validEnvName: a shell-style name of at most 255 bytes. The length is
+// checked apart: a counted repetition in the pattern compiles into a
+// program of hundreds of states at every start of the agent.
+func validEnvName(n string) bool { return len(n) <= 255 && envNameRE.MatchString(n) }
 
 // reservedEnv are names a user environment cannot set: the app
 // credentials are the agent's, and the device secret never reaches an app.
@@ -132,7 +137,7 @@ func decodeEnvMap(raw json.RawMessage, field, what string, warn func(string)) []
 	sort.Strings(names)
 	var out []envVar
 	for _, n := range names {
-		if !envName.MatchString(n) {
+		if !validEnvName(n) {
 			warn(fmt.Sprintf("ignoring %s entry %q: not a valid variable name", what, n))
 			continue
 		}

@@ -442,3 +442,16 @@ func TestNormalizeTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestValidEnvName(t *testing.T) {
+	for _, ok := range []string{"A", "_x", "PATH_2", strings.Repeat("N", 255)} {
+		if !validEnvName(ok) {
+			t.Errorf("%.20q refused", ok)
+		}
+	}
+	for _, bad := range []string{"", "2X", "A-B", "A B", "Ä", strings.Repeat("N", 256), "A\n"} {
+		if validEnvName(bad) {
+			t.Errorf("%.20q accepted", bad)
+		}
+	}
+}

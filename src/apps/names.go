@@ -26,11 +26,11 @@ const (
 
 // appNameRE: app names end up in container and image names, URIs and
 // paths, so they are restricted to what is safe in all of them.
-var appNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
+var appNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`) // and at most 100 bytes
 
 // ValidateAppName checks an app name; the error is ErrInvalidArgument.
 func ValidateAppName(name string) error {
-	if !appNameRE.MatchString(name) {
+	if len(name) > 100 || !appNameRE.MatchString(name) {
 		return errdefs.InvalidArgument("invalid app name %q: want 1-100 letters, digits, '_' or '-', starting with a letter or digit", name)
 	}
 	return nil

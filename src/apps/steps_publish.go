@@ -18,7 +18,7 @@ const metaPublished = "published"
 
 // tagRE is what the engine accepts as an image tag; the version becomes
 // the tag of the PROD image.
-var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`) // and at most 128 bytes
 
 // planPublished: PUBLISHED wanted for a DEV app (apps-lifecycle §3.4). A
 // running container is stopped first (the reference removes it), then the
@@ -54,7 +54,7 @@ func (m *Manager) publishStep(o *observation) *step {
 func (m *Manager) publish(ctx context.Context, o *observation, version string) error {
 	pub := PublishLogName(o.key.AppKey, o.req.AppName)
 	o.logName = pub
-	if !tagRE.MatchString(version) {
+	if len(version) > 128 || !tagRE.MatchString(version) {
 		return terminal("cannot publish %s as version %q: want a version usable as an image tag", o.req.AppName, version)
 	}
 	prod := ImageRef(ImageRepo(m.opts.Flock.DockerRegistryURL, m.opts.Flock.DockerMainRepository,

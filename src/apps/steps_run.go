@@ -207,7 +207,7 @@ func (m *Manager) environment(ctx context.Context, o *observation, ports []hostP
 	}
 	added := make([]string, 0, len(env))
 	for n := range env {
-		if envName.MatchString(n) {
+		if validEnvName(n) {
 			added = append(added, n)
 		}
 	}

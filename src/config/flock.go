@@ -141,7 +141,7 @@ func ParseFlock(data []byte) (*Flock, error) {
 }
 
 var (
-	serialRe   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+	serialRe   = regexp.MustCompile(`^[A-Za-z0-9_-]+$`) // and at most 128 bytes
 	registryRe = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]{1,5})?/([A-Za-z0-9._-]+/)*$`)
 	repoRe     = regexp.MustCompile(`^([a-z0-9._-]+/)+$`)
 )
@@ -160,7 +160,7 @@ func (f *Flock) validate() error {
 		return bad("swarm_key", "must not be negative")
 	case f.DeviceKey <= 0:
 		return bad("device_key", "must be a positive integer")
-	case !serialRe.MatchString(f.SerialNumber):
+	case len(f.SerialNumber) > 128 || !serialRe.MatchString(f.SerialNumber):
 		// The serial is a segment of every WAMP URI of the device: a dot or
 		// a space in it would break them.
 		return bad("serial_number", "must be 1-128 letters, digits, '-' or '_'")

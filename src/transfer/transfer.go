@@ -55,7 +55,7 @@ var errClosed = errdefs.Unavailable("transfers are shut down")
 
 // staleRE matches the temporary files Begin creates; New removes those a
 // previous run left behind.
-var staleRE = regexp.MustCompile(`^\.[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.part-[0-9]+$`)
+var staleRE = regexp.MustCompile(`^\.[A-Za-z0-9][A-Za-z0-9._-]*\.part-[0-9]+$`)
 
 // Options configure a Manager. Dir is required; nil funcs do nothing.
 type Options struct {

@@ -23,7 +23,7 @@ var (
 	// A plain file name: starts with a letter or digit (so never "." or
 	// "..", never hidden), then letters, digits, '.', '_', '-'. No
 	// separator, no NUL, at most 128 bytes.
-	fileNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	fileNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`) // and at most 128 bytes
 	// dev_<appKey>_<name> or prod_<appKey>_<name> (apps-lifecycle §1.6).
 	containerNameRE = regexp.MustCompile(`^(dev|prod)_[0-9]+_[a-z0-9_-]+$`)
 )
@@ -34,7 +34,7 @@ var (
 func ValidateFileName(name string) error {
 	// The regexp already excludes all of these; the explicit checks keep
 	// the rule obvious to a reader and safe against a careless edit of it.
-	if name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") || !fileNameRE.MatchString(name) {
+	if name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") || len(name) > 128 || !fileNameRE.MatchString(name) {
 		return errdefs.InvalidArgument("invalid file name %s: must be a plain file name of letters, digits, '.', '_' or '-' (at most 128)", quote(name))
 	}
 	return nil
