@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gammazero/nexus/v3/client"
@@ -312,17 +313,26 @@ func (s *Session) stepRegister(l *link, log zerolog.Logger) {
 	l.regDone = true // from here on Register acts on l itself
 	s.mu.Unlock()
 	names := s.procedureNames()
-	failed := 0
+	// All REGISTERs at once: the router answers each on its own, so the
+	// step takes one round trip instead of one per procedure.
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int32
+	)
 	for _, n := range names {
-		if l.ctx.Err() != nil {
-			return
-		}
-		if err := s.withLink(l, func(*client.Client) error { return s.registerOn(l, n) }); err != nil {
-			failed++
-			log.Warn().Err(err).Str("procedure", n).Msg("register")
-		}
+		wg.Go(func() {
+			if l.ctx.Err() != nil {
+				failed.Add(1)
+				return
+			}
+			if err := s.withLink(l, func(*client.Client) error { return s.registerOn(l, n) }); err != nil {
+				failed.Add(1)
+				log.Warn().Err(err).Str("procedure", n).Msg("register")
+			}
+		})
 	}
-	log.Debug().Int("procedures", len(names)-failed).Int("failed", failed).Msg("procedures registered")
+	wg.Wait()
+	log.Debug().Int("procedures", len(names)-int(failed.Load())).Int32("failed", failed.Load()).Msg("procedures registered")
 }
 
 func (s *Session) stepSubscribe(l *link, log zerolog.Logger) {
