@@ -177,10 +177,13 @@ func TestUpdate(t *testing.T) {
 		h := setup(t)
 		before := len(h.cloud.allReports())
 		h.request(t, update())
+		// The reports go out through the outbox, after the engine work:
+		// wait for the update's own RUNNING, not the one before it.
 		await(t, waitLong, "RUNNING 1.1.0", func() bool {
 			ct, ok := h.eng.container("prod_1_demo")
-			s := h.cloud.states(1)
-			return ok && ct.State.Running && ct.Image == h.ref(k, "demo", "1.1.0") && s[len(s)-1] == StateRunning
+			reps := h.cloud.allReports()[before:]
+			return ok && ct.State.Running && ct.Image == h.ref(k, "demo", "1.1.0") && len(reps) > 0 &&
+				reps[len(reps)-1].State == StateRunning && reps[len(reps)-1].UpdateStatus == UpdateCompleted
 		})
 		var got []string
 		for _, r := range h.cloud.allReports()[before:] {
