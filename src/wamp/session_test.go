@@ -79,7 +79,9 @@ func (k *keyStore) joined() []string {
 	return append([]string(nil), k.joins...)
 }
 
-func startRouter(t *testing.T, ks *keyStore) *testRouter {
+// newTestRouter is a nexus router of realm1 with wampcra against ks, and
+// a loopback listener on a free port for it.
+func newTestRouter(t *testing.T, ks *keyStore) (router.Router, net.Listener) {
 	t.Helper()
 	r, err := router.NewRouter(&router.Config{RealmConfigs: []*router.RealmConfig{{
 		URI: Realm, AllowDisclose: true,
@@ -90,8 +92,15 @@ func startRouter(t *testing.T, ks *keyStore) *testRouter {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		r.Close()
 		t.Fatal(err)
 	}
+	return r, ln
+}
+
+func startRouter(t *testing.T, ks *keyStore) *testRouter {
+	t.Helper()
+	r, ln := newTestRouter(t, ks)
 	srv := &http.Server{Handler: router.NewWebsocketServer(r), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close(); r.Close() })

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/gammazero/nexus/v3/router"
-	"github.com/gammazero/nexus/v3/router/auth"
-	"github.com/rs/zerolog"
 )
 
 // stoppableRouter is a nexus router behind a listener on a fixed loopback
@@ -35,17 +33,7 @@ type stoppableRouter struct {
 
 func startStoppableRouter(t *testing.T, ks *keyStore) *stoppableRouter {
 	t.Helper()
-	r, err := router.NewRouter(&router.Config{RealmConfigs: []*router.RealmConfig{{
-		URI: Realm, AllowDisclose: true,
-		Authenticators: []auth.Authenticator{auth.NewCRAuthenticator(ks, 2*time.Second)},
-	}}}, nexusLogger{zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, ln := newTestRouter(t, ks)
 	sr := &stoppableRouter{t: t, r: r, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
 	sr.url = "ws://" + sr.addr + "/ws"
 	sr.serve(ln)
