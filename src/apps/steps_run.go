@@ -56,10 +56,14 @@ func (m *Manager) run(ctx context.Context, o *observation) error {
 	if err != nil {
 		return err
 	}
-	// Before anything else: a container that exits at once still has its
-	// output followed (the log relay reads a stopped container to its end).
+	// The post-start hooks (the log follower, …) run whatever happens
+	// next: a container that exits at once still has its output followed
+	// (the relay reads a stopped container to its end, and from its
+	// first line on, so starting it after the report loses nothing). They
+	// run after the RUNNING report because their own engine calls would
+	// queue before it on a busy engine.
 	o.w.postStarted = id
-	m.postStart(ctx, o.name, id)
+	defer m.postStart(ctx, o.name, id)
 	ct, err := m.eng.InspectContainer(ctx, id)
 	if err != nil {
 		return err
@@ -74,14 +78,11 @@ func (m *Manager) run(ctx context.Context, o *observation) error {
 	} else {
 		m.applog.Write(o.name, fmt.Sprintf("Now running app %s", o.req.AppName))
 	}
-	if err := m.setState(ctx, o, StateRunning, "", func(a *store.Actual) {
+	return m.setState(ctx, o, StateRunning, "", func(a *store.Actual) {
 		if v := o.installedVersion(); v != "" {
 			a.Version = v
 		}
-	}); err != nil {
-		return err
-	}
-	return nil
+	})
 }
 
 // dataDir is the app's data directory, mounted at /data:
