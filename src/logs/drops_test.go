@@ -87,45 +87,57 @@ func TestStoreStallDropsAreAnnounced(t *testing.T) {
 }
 
 // A young line waits for room rather than being dropped: a burst the store
-// catches up with loses nothing.
-func TestStoreStallYoungLineWaits(t *testing.T) {
-	st := storetest.Open(t)
-	r, err := NewRelay(RelayOptions{Store: st, FlushBytes: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	s := r.streamFor(app)
-	text := strings.Repeat("y", 100)
-	n := 0
-	for s.pendCost+len(text)+lineOverhead <= r.storeCap {
-		if err := r.acceptLine(ctx, s, docker.LogEntry{Time: time.Now(), Stream: "stdout", Text: text}); err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- r.acceptLine(ctx, s, docker.LogEntry{Time: time.Now(), Stream: "stdout", Text: text + "waited"})
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("a young line did not wait for room: %v", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	if err := r.storeStream(ctx, s, true); err != nil { // the store takes the buffer
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if err := r.storeStream(ctx, s, true); err != nil {
-		t.Fatal(err)
-	}
-	got := storedTexts(t, st, app)
-	if len(got) != n+1 || got[n] != text+"waited" || s.dropped != 0 {
-		t.Fatalf("stored %d lines ending %q, dropped %d; want %d ending in \"waited\", none dropped",
-			len(got), got[len(got)-1], s.dropped, n+1)
+// catches up with loses nothing. So does a line fillWindow read back from
+// the engine's files, however old it is.
+func TestStoreStallLineWaits(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		at        time.Time
+		recovered bool
+	}{
+		{"young line", time.Now(), false},
+		{"recovered old line", time.Now().Add(-time.Hour), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := storetest.Open(t)
+			r, err := NewRelay(RelayOptions{Store: st, FlushBytes: 1024})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			s := r.streamFor(app)
+			text := strings.Repeat("y", 100)
+			n := 0
+			for s.pendCost+len(text)+lineOverhead <= r.storeCap {
+				if err := r.acceptLine(ctx, s, docker.LogEntry{Time: time.Now(), Stream: "stdout", Text: text}); err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+			done := make(chan error, 1)
+			go func() {
+				done <- r.accept(ctx, s, docker.LogEntry{Time: tc.at, Stream: "stdout", Text: text + "waited"}, tc.recovered)
+			}()
+			select {
+			case err := <-done:
+				t.Fatalf("the line did not wait for room: %v", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			if err := r.storeStream(ctx, s, true); err != nil { // the store takes the buffer
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if err := r.storeStream(ctx, s, true); err != nil {
+				t.Fatal(err)
+			}
+			got := storedTexts(t, st, app)
+			if len(got) != n+1 || got[n] != text+"waited" || s.dropped != 0 {
+				t.Fatalf("stored %d lines ending %q, dropped %d; want %d ending in \"waited\", none dropped",
+					len(got), got[len(got)-1], s.dropped, n+1)
+			}
+		})
 	}
 }
 

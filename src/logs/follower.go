@@ -267,6 +267,13 @@ func (r *Relay) follow(ctx context.Context, s *stream, f *follower) {
 // waited on would fall minutes behind and the file's rotation would
 // delete its backlog without anybody knowing.
 func (r *Relay) acceptLine(ctx context.Context, s *stream, le docker.LogEntry) error {
+	return r.accept(ctx, s, le, false)
+}
+
+// accept is acceptLine; recovered lines (read back by fillWindow) are old
+// by nature and wait for the store up to waitLag from now instead of being
+// dropped at once: fillTimeout bounds the recovery as a whole.
+func (r *Relay) accept(ctx context.Context, s *stream, le docker.LogEntry, recovered bool) error {
 	c := len(le.Text) + lineOverhead
 	t := le.Time
 	if t.Year() < 1971 || t.Year() > 2200 {
@@ -274,7 +281,7 @@ func (r *Relay) acceptLine(ctx context.Context, s *stream, le docker.LogEntry) e
 	}
 	now := r.now()
 	stamped := t
-	if stamped.IsZero() {
+	if stamped.IsZero() || recovered {
 		stamped = now
 	}
 	s.mu.Lock()
@@ -388,7 +395,7 @@ func (r *Relay) fillWindow(ctx context.Context, s *stream, containerID string, f
 			}
 			n++
 			last = le.Time
-			return r.acceptLine(ctx, s, le)
+			return r.accept(ctx, s, le, true)
 		})
 	if ctx.Err() != nil {
 		return ctx.Err()
