@@ -180,13 +180,18 @@ func (d *device) ensureImage() string {
 	}
 	ctx := d.ctx(2 * time.Minute)
 	ref := fmt.Sprintf("%s/logtest/busybox-%d:1", d.cloud.RegistryHost(), randKey(d.t))
-	if err := testimage.PushBusybox(ctx, ref, testimage.Options{Cmd: []string{"sh"}}); err != nil {
+	// The ref in a file makes the image ID this test's own: an image
+	// shared with another test would only be untagged by the removal.
+	if err := testimage.PushBusybox(ctx, ref, testimage.Options{Cmd: []string{"sh"}, Files: map[string]string{"/id": ref}}); err != nil {
 		d.t.Fatal(err)
 	}
 	if err := d.engine.PullImage(ctx, ref, nil, nil); err != nil {
 		d.t.Fatal(err)
 	}
 	d.t.Cleanup(func() {
+		// The containers go first: an image still in use is only
+		// untagged, and left behind.
+		d.removeContainers()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := d.engine.RemoveImage(ctx, ref, true); err != nil {
