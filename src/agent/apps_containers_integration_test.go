@@ -37,8 +37,16 @@ func TestAppsForeignContainerSurvives(t *testing.T) {
 		t.Fatalf("create the foreign container (left over from an earlier run?): %v", err)
 	}
 	t.Cleanup(func() {
+		// The app's teardown untags the image the foreign container still
+		// uses; once the container is gone, the image goes by its ID.
+		ct, ierr := e.dc.InspectContainer(context.Background(), foreignID)
 		if err := e.dc.RemoveContainer(context.Background(), foreignID, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			t.Errorf("remove the foreign container: %v", err)
+		}
+		if ierr == nil && ct.ImageID != "" {
+			if err := e.dc.RemoveImage(context.Background(), ct.ImageID, false); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				t.Errorf("remove the foreign container's image: %v", err)
+			}
 		}
 	})
 	if err := e.dc.StartContainer(e.ctx, foreignID); err != nil {
