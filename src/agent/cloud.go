@@ -67,7 +67,7 @@ func newCloudLink(opts Options, log zerolog.Logger) (*cloudLink, error) {
 		return nil, err
 	}
 	be := backend.New(sess, opts.Flock, wamp.DefaultCallTimeout)
-	sess.SetBackend(sessionBackend{be: be, osName: system.DetailedOS})
+	sess.SetBackend(be.ForSession(system.DetailedOS))
 	c.sess, c.be = sess, be
 	return c, nil
 }
@@ -130,45 +130,6 @@ func onConnectSteps(d linkDeps) []step {
 	}
 	return steps
 }
-
-// sessionBackend adapts backend.Client to what the session needs.
-type sessionBackend struct {
-	be     *backend.Client
-	osName func() string
-}
-
-var _ wamp.Backend = sessionBackend{}
-
-func (b sessionBackend) AddTestament(ctx context.Context, sessionID uint64) error {
-	return b.be.AddTestament(ctx, sessionID)
-}
-
-func (b sessionBackend) ReadDeviceMetadata(ctx context.Context) (wamp.DeviceMetadata, error) {
-	md, err := b.be.ReadDeviceMetadata(ctx)
-	if err != nil {
-		return wamp.DeviceMetadata{}, err
-	}
-	return wamp.DeviceMetadata{Name: md.DeviceName, SwarmName: md.SwarmName, OwnerName: md.OwnerName, SwarmKey: md.SwarmKey}, nil
-}
-
-func (b sessionBackend) GetAppCredKey(ctx context.Context) (string, error) {
-	return b.be.GetAppCredKey(ctx)
-}
-
-func (b sessionBackend) UpdateDeviceStatus(ctx context.Context, st wamp.DeviceStatus) (string, error) {
-	ans, err := b.be.UpdateDeviceStatus(ctx, st.Status, st.SessionID, st.Stats, st.TunnelCapable)
-	return ans.ReswarmBaseURL, err
-}
-
-func (b sessionBackend) UpdateDeviceArchitecture(ctx context.Context) error {
-	return b.be.UpdateDeviceArchitecture(ctx, b.osName())
-}
-
-func (b sessionBackend) CheckPrivilege(ctx context.Context, account uint64, p wamp.Privilege) (bool, error) {
-	return b.be.CheckPrivilege(ctx, account, string(p))
-}
-
-func (b sessionBackend) SetSwarmKey(k int64) { b.be.SetSwarmKey(k) }
 
 var (
 	_ apps.Cloud = (*backend.Client)(nil)

@@ -34,38 +34,6 @@ import (
 	"reagent/src/wamp"
 )
 
-// sessionBackend adapts backend.Client to what the session needs, as
-// src/agent does.
-type sessionBackend struct{ be *backend.Client }
-
-func (b sessionBackend) AddTestament(ctx context.Context, id uint64) error {
-	return b.be.AddTestament(ctx, id)
-}
-
-func (b sessionBackend) ReadDeviceMetadata(ctx context.Context) (wamp.DeviceMetadata, error) {
-	md, err := b.be.ReadDeviceMetadata(ctx)
-	return wamp.DeviceMetadata{Name: md.DeviceName, SwarmName: md.SwarmName, OwnerName: md.OwnerName, SwarmKey: md.SwarmKey}, err
-}
-
-func (b sessionBackend) GetAppCredKey(ctx context.Context) (string, error) {
-	return b.be.GetAppCredKey(ctx)
-}
-
-func (b sessionBackend) UpdateDeviceStatus(ctx context.Context, st wamp.DeviceStatus) (string, error) {
-	ans, err := b.be.UpdateDeviceStatus(ctx, st.Status, st.SessionID, st.Stats, st.TunnelCapable)
-	return ans.ReswarmBaseURL, err
-}
-
-func (b sessionBackend) UpdateDeviceArchitecture(ctx context.Context) error {
-	return b.be.UpdateDeviceArchitecture(ctx, "linux test")
-}
-
-func (b sessionBackend) CheckPrivilege(ctx context.Context, account uint64, p wamp.Privilege) (bool, error) {
-	return b.be.CheckPrivilege(ctx, account, string(p))
-}
-
-func (b sessionBackend) SetSwarmKey(k int64) { b.be.SetSwarmKey(k) }
-
 // logRecorder stands in for the log relay's TransferProgress and Write.
 type logRecorder struct {
 	mu       sync.Mutex
@@ -119,7 +87,7 @@ func startTransferDevice(t *testing.T) *transferDevice {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess.SetBackend(sessionBackend{be: backend.New(sess, fl, wamp.DefaultCallTimeout)})
+	sess.SetBackend(backend.New(sess, fl, wamp.DefaultCallTimeout).ForSession(func() string { return "linux test" }))
 	Register(sess, Deps{
 		Flock:     fl,
 		Flags:     &config.Flags{AppsDir: d.apps},

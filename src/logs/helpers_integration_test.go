@@ -104,7 +104,7 @@ func (d *device) start(o deviceOptions) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess.SetBackend(linkBackend{be: backend.New(sess, d.flock, wamp.DefaultCallTimeout)})
+	sess.SetBackend(backend.New(sess, d.flock, wamp.DefaultCallTimeout).ForSession(func() string { return "linux" }))
 	ro := o.relay
 	ro.Serial, ro.Store, ro.Engine, ro.Link, ro.Log = d.serial, st, d.engine, sess, zerolog.Nop()
 	relay, err := logs.NewRelay(ro)
@@ -341,38 +341,3 @@ func randKey(t *testing.T) uint64 {
 type noRunner struct{}
 
 func (noRunner) Run(context.Context, string, ...string) error { return nil }
-
-// linkBackend adapts backend.Client to what the session needs (as the
-// agent does).
-type linkBackend struct{ be *backend.Client }
-
-func (b linkBackend) AddTestament(ctx context.Context, sessionID uint64) error {
-	return b.be.AddTestament(ctx, sessionID)
-}
-
-func (b linkBackend) ReadDeviceMetadata(ctx context.Context) (wamp.DeviceMetadata, error) {
-	md, err := b.be.ReadDeviceMetadata(ctx)
-	if err != nil {
-		return wamp.DeviceMetadata{}, err
-	}
-	return wamp.DeviceMetadata{Name: md.DeviceName, SwarmName: md.SwarmName, OwnerName: md.OwnerName, SwarmKey: md.SwarmKey}, nil
-}
-
-func (b linkBackend) GetAppCredKey(ctx context.Context) (string, error) {
-	return b.be.GetAppCredKey(ctx)
-}
-
-func (b linkBackend) UpdateDeviceStatus(ctx context.Context, st wamp.DeviceStatus) (string, error) {
-	ans, err := b.be.UpdateDeviceStatus(ctx, st.Status, st.SessionID, st.Stats, st.TunnelCapable)
-	return ans.ReswarmBaseURL, err
-}
-
-func (b linkBackend) UpdateDeviceArchitecture(ctx context.Context) error {
-	return b.be.UpdateDeviceArchitecture(ctx, "linux")
-}
-
-func (b linkBackend) CheckPrivilege(ctx context.Context, account uint64, p wamp.Privilege) (bool, error) {
-	return b.be.CheckPrivilege(ctx, account, string(p))
-}
-
-func (b linkBackend) SetSwarmKey(k int64) { b.be.SetSwarmKey(k) }
