@@ -243,11 +243,11 @@ func TestLogsAgentFloodWithRouterGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	topic := devcloud.LogTopic(serial, a.container())
-	sub := floodSubscriber(t, ctx, cloud, topic)
+	sub := tapLog(t, ctx, cloud, topic)
 	if err := cloud.RequestApp(ctx, serial, a.requested("RUNNING"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := await(ctx, func() bool { return sub.count() > 10000 }); err != nil {
+	if err := await(ctx, func() bool { return sub.Lines() > 10000 }); err != nil {
 		t.Fatalf("flood not received: %v", err)
 	}
 	rssUp := procRSS(t, p.cmd.Process.Pid)
@@ -273,8 +273,8 @@ func TestLogsAgentFloodWithRouterGone(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("the agent did not reconnect: %v", err)
 	}
-	sub2 := floodSubscriber(t, ctx, cloud, topic)
-	if err := await(ctx, func() bool { return sub2.marker() != "" }); err != nil {
+	sub2 := tapLog(t, ctx, cloud, topic)
+	if err := await(ctx, func() bool { return sub2.FirstMarker() != "" }); err != nil {
 		t.Fatalf("no drop announcement after the router returned: %v", err)
 	}
 	peak := uint64(0)
@@ -283,7 +283,7 @@ func TestLogsAgentFloodWithRouterGone(t *testing.T) {
 	}
 	t.Logf("agent RSS: %.1f MiB with the router up; with it gone %.1f MiB after 5 s, %.1f MiB after 30 s, peak %.1f MiB",
 		mibs(rssUp), mibs(samples[min(5, len(samples)-1)]), mibs(samples[len(samples)-1]), mibs(peak))
-	t.Logf("announced after the router returned: %q", sub2.marker())
+	t.Logf("announced after the router returned: %q", sub2.FirstMarker())
 	if last, at5 := samples[len(samples)-1], samples[min(5, len(samples)-1)]; last > at5+16<<20 {
 		t.Fatalf("agent RSS grew from %.1f to %.1f MiB while the router was gone", mibs(at5), mibs(last))
 	}
@@ -308,54 +308,13 @@ func procRSS(t *testing.T, pid int) uint64 {
 	return 0
 }
 
-// floodCounter is a subscriber that counts lines and keeps only drop
-// announcements.
-type floodCounter struct {
-	mu      sync.Mutex
-	lines   int
-	markers []string
-}
-
-func floodSubscriber(t *testing.T, ctx context.Context, cloud *devcloud.Cloud, topic string) *floodCounter {
+// tapLog subscribes to a log topic for the rest of the test.
+func tapLog(t *testing.T, ctx context.Context, cloud *devcloud.Cloud, topic string) *devcloud.LogTap {
 	t.Helper()
-	cl, err := cloud.Session(ctx, devcloud.SystemAuthID)
+	tap, err := cloud.TapLog(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &floodCounter{}
-	err = cl.Subscribe(topic, func(ev *nx.Event) {
-		for _, v := range ev.Arguments {
-			s, _ := v.(string)
-			n := strings.Count(s, "\n") + 1
-			var ms []string
-			for l := range strings.SplitSeq(s, "\n") {
-				if strings.HasPrefix(l, "… ") && strings.HasSuffix(l, " log line(s) dropped (rate limit)") {
-					ms = append(ms, l)
-				}
-			}
-			c.mu.Lock()
-			c.lines += n
-			c.markers = append(c.markers, ms...)
-			c.mu.Unlock()
-		}
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func (c *floodCounter) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lines
-}
-
-func (c *floodCounter) marker() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.markers) == 0 {
-		return ""
-	}
-	return c.markers[0]
+	t.Cleanup(tap.Close)
+	return tap
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gammazero/nexus/v3/client"
@@ -143,3 +145,64 @@ func DeviceProcedure(serial, name string) string { return "re.mgmt." + serial + 
 // LogTopic is the topic an app's log lines go to,
 // reswarm.logs.<serial>.<container>.
 func LogTopic(serial, container string) string { return "reswarm.logs." + serial + "." + container }
+
+// LogTap is a Studio subscriber of a log topic that counts the lines that
+// arrive (each event is a newline-joined batch) and keeps only the agent's
+// drop markers, so that following a flood costs it no memory.
+type LogTap struct {
+	cl      *client.Client
+	mu      sync.Mutex
+	lines   int
+	markers []string
+}
+
+// TapLog subscribes to topic as system. Close ends the session.
+func (c *Cloud) TapLog(ctx context.Context, topic string) (*LogTap, error) {
+	cl, err := c.Session(ctx, SystemAuthID)
+	if err != nil {
+		return nil, err
+	}
+	tap := &LogTap{cl: cl}
+	if err := cl.Subscribe(topic, tap.onEvent, nil); err != nil {
+		_ = cl.Close()
+		return nil, fmt.Errorf("subscribe %s: %w", topic, err)
+	}
+	return tap, nil
+}
+
+func (t *LogTap) onEvent(ev *wamp.Event) {
+	for _, v := range ev.Arguments {
+		s, _ := v.(string)
+		n := strings.Count(s, "\n") + 1
+		var ms []string
+		for l := range strings.SplitSeq(s, "\n") {
+			if strings.HasPrefix(l, "… ") && strings.HasSuffix(l, " log line(s) dropped (rate limit)") {
+				ms = append(ms, l)
+			}
+		}
+		t.mu.Lock()
+		t.lines += n
+		t.markers = append(t.markers, ms...)
+		t.mu.Unlock()
+	}
+}
+
+// Lines is how many lines arrived so far.
+func (t *LogTap) Lines() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lines
+}
+
+// FirstMarker is the first drop marker that arrived; "" when none did.
+func (t *LogTap) FirstMarker() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.markers) == 0 {
+		return ""
+	}
+	return t.markers[0]
+}
+
+// Close ends the subscriber's session.
+func (t *LogTap) Close() { _ = t.cl.Close() }

@@ -7,12 +7,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	nx "github.com/gammazero/nexus/v3/wamp"
-
+	"reagent/src/devcloud"
 	"reagent/src/docker"
 	"reagent/src/logs"
 )
@@ -29,8 +27,8 @@ func TestRelayStalledRouter(t *testing.T) {
 	if err := d.currentRelay().PostStart(d.ctx(10*time.Second), name, id); err != nil {
 		t.Fatal(err)
 	}
-	sub := newCounter(t, d, topic)
-	waitFor(t, 30*time.Second, "lines received", func() bool { return sub.count() > 1000 })
+	sub := d.tapLog(topic)
+	waitFor(t, 30*time.Second, "lines received", func() bool { return sub.Lines() > 1000 })
 
 	// Phase A: the router is up.
 	a0 := d.appCounter(id)
@@ -69,9 +67,9 @@ func TestRelayStalledRouter(t *testing.T) {
 	if err := sess.WaitConnected(d.ctx(30 * time.Second)); err != nil {
 		t.Fatalf("the device did not reconnect: %v", err)
 	}
-	sub2 := newCounter(t, d, topic)
+	sub2 := d.tapLog(topic)
 	var marker string
-	waitFor(t, 30*time.Second, "the drops announced", func() bool { marker = sub2.marker(); return marker != "" })
+	waitFor(t, 30*time.Second, "the drops announced", func() bool { marker = sub2.FirstMarker(); return marker != "" })
 
 	peakHeap, peakRSS := uint64(0), uint64(0)
 	for _, m := range mem {
@@ -131,58 +129,6 @@ func (d *device) storedCounter(name string) int {
 	return n
 }
 
-// counter is a subscriber that counts lines and keeps only drop markers,
-// so the flood does not fill the test's own memory.
-type counter struct {
-	mu      sync.Mutex
-	lines   int
-	markers []string
-}
-
-func newCounter(t *testing.T, d *device, topic string) *counter {
-	t.Helper()
-	cl, err := d.cloud.Session(d.ctx(30*time.Second), "system")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &counter{}
-	err = cl.Subscribe(topic, func(ev *nx.Event) {
-		for _, a := range ev.Arguments {
-			text, _ := a.(string)
-			n := strings.Count(text, "\n") + 1
-			var ms []string
-			for l := range strings.SplitSeq(text, "\n") {
-				if strings.HasPrefix(l, "… ") && strings.HasSuffix(l, " log line(s) dropped (rate limit)") {
-					ms = append(ms, l)
-				}
-			}
-			c.mu.Lock()
-			c.lines += n
-			c.markers = append(c.markers, ms...)
-			c.mu.Unlock()
-		}
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func (c *counter) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.lines
-}
-
-func (c *counter) marker() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.markers) == 0 {
-		return ""
-	}
-	return c.markers[0]
-}
-
 type memSample struct {
 	at   time.Time
 	heap uint64 // live heap after a GC
@@ -216,3 +162,14 @@ func rss(t *testing.T) uint64 {
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// tapLog subscribes to a log topic for the rest of the test.
+func (d *device) tapLog(topic string) *devcloud.LogTap {
+	d.t.Helper()
+	tap, err := d.cloud.TapLog(d.ctx(30*time.Second), topic)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(tap.Close)
+	return tap
+}
