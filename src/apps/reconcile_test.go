@@ -82,20 +82,7 @@ func TestTransitionsAndIdempotency(t *testing.T) {
 				t.Fatalf("actual %s, want %s", a.State, tc.target)
 			}
 			tc.check(t, h, k, dataDir)
-
-			muts, n := len(h.eng.Mutations()), h.outboxLen(t)
-			for i := 0; i < 2; i++ {
-				res, err := h.m.Reconcile(context.Background(), k)
-				if err != nil || res.Requeue {
-					t.Fatalf("idle pass: %+v %v", res, err)
-				}
-			}
-			if got := h.eng.Mutations(); len(got) != muts {
-				t.Fatalf("idle pass mutated the engine: %v", got[muts:])
-			}
-			if h.outboxLen(t) != n {
-				t.Fatal("idle pass reported")
-			}
+			h.assertIdle(t, k)
 		})
 	}
 }
