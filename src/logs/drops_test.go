@@ -209,17 +209,17 @@ func TestFollowerJump(t *testing.T) {
 // The watchdog ends a read whose last line was late and after which
 // nothing came for stallTimeout; a live line disarms it.
 func TestStallWatchdog(t *testing.T) {
-	clk := &clock{t: time.Now()}
-	w := newStallWatchdog(context.Background(), clk.now)
-	w.saw(clk.now().Add(-time.Minute)) // late: armed
-	w.saw(clk.now())                   // live: disarmed
+	now := time.Now()
+	w := newStallWatchdog(context.Background())
+	w.saw(now.Add(-time.Minute), now) // late: armed
+	w.saw(now, now)                   // live: disarmed
 	time.Sleep(stallTimeout + 200*time.Millisecond)
 	if w.ctx.Err() != nil || w.stop() {
 		t.Fatal("a live follower was stopped")
 	}
 
-	w = newStallWatchdog(context.Background(), clk.now)
-	w.saw(clk.now().Add(-time.Minute))
+	w = newStallWatchdog(context.Background())
+	w.saw(now.Add(-time.Minute), now)
 	select {
 	case <-w.ctx.Done():
 	case <-time.After(stallTimeout + 5*time.Second):

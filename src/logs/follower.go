@@ -179,6 +179,7 @@ func (r *Relay) follow(ctx context.Context, s *stream, f *follower) {
 	log := r.log.With().Str("log", s.name).Str("container", shortID(f.containerID)).Logger()
 	log.Debug().Msg("following")
 	failures := 0
+	var jumps jumpDetector // across the reads of this container
 	for {
 		since, err := r.resumePoint(ctx, s)
 		if err != nil {
@@ -199,16 +200,17 @@ func (r *Relay) follow(ctx context.Context, s *stream, f *follower) {
 			return // stopped or replaced while between reads
 		}
 		read := 0
-		wd := newStallWatchdog(ctx, r.now)
+		wd := newStallWatchdog(ctx)
 		err = r.engine.Logs(wd.ctx, f.containerID, docker.LogsOptions{Follow: true, Since: since}, func(le docker.LogEntry) error {
 			read++
-			if from, jumped := r.jumpFrom(s, le.Time); jumped {
+			now := r.now()
+			if from, behind, jumped := jumps.next(le.Time, now); jumped {
 				wd.pause()
-				if err := r.fillWindow(ctx, s, f.containerID, from, le.Time, log); err != nil {
+				if err := r.fillWindow(ctx, s, f.containerID, from, le.Time, behind, log); err != nil {
 					return err
 				}
 			}
-			wd.saw(le.Time)
+			wd.saw(le.Time, now)
 			return r.acceptLine(ctx, s, le)
 		})
 		stalled := wd.stop()
@@ -217,8 +219,8 @@ func (r *Relay) follow(ctx context.Context, s *stream, f *follower) {
 		}
 		if stalled {
 			// Read again from where we are: what the engine still has
-			// comes now, and a part its rotation deleted shows as a jump,
-			// which acceptLine announces.
+			// comes now, and a part its rotation deleted shows as a jump
+			// (jumpDetector), which fillWindow reads back or marks.
 			log.Warn().Dur("after", stallTimeout).Msg("the engine stopped sending a log the relay was behind on; reading it again")
 			continue
 		}
@@ -285,11 +287,8 @@ func (r *Relay) accept(ctx context.Context, s *stream, le docker.LogEntry, recov
 		stamped = now
 	}
 	s.mu.Lock()
-	if !t.IsZero() && !s.forgotten {
-		s.prevTime, s.prevLag = t, now.Sub(t)
-		if t.After(s.lastTime) {
-			s.lastTime = t
-		}
+	if !t.IsZero() && !s.forgotten && t.After(s.lastTime) {
+		s.lastTime = t
 	}
 	for !s.forgotten && s.pendCost > 0 && s.pendCost+c > r.storeCap {
 		wait := waitLag - now.Sub(stamped)
@@ -342,20 +341,28 @@ func waitRoom(ctx context.Context, room <-chan struct{}, d time.Duration) error 
 	return nil
 }
 
-// jumpFrom reports whether a followed line stamped t jumps ahead of the
-// line read before it in a way Docker's follower does when it loses its
-// place: the line before was read lagThreshold or more late, and t is more
-// than skipThreshold after it. Docker's json-file follower (20.10 and
-// older), when the file it reads is rotated, may continue in a newer file
-// or at the live end, skipping what it had not sent. It returns the time
-// of the line before.
-func (r *Relay) jumpFrom(s *stream, t time.Time) (time.Time, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.prevTime.IsZero() || t.IsZero() || s.prevLag < lagThreshold || t.Sub(s.prevTime) <= skipThreshold {
-		return time.Time{}, false
+// jumpDetector recognises a jump of Docker's follower over lines it did
+// not send: a line more than skipThreshold after the line read before it,
+// when that one was read lagThreshold or more late. Docker's json-file
+// follower (20.10 and older), when the file it reads is rotated, may
+// continue in a newer file or at the live end. It is the follower's own
+// (one goroutine), so the check costs no lock per line.
+type jumpDetector struct {
+	prevTime time.Time     // engine time of the last line read
+	prevLag  time.Duration // how late it was read
+}
+
+// next records the line stamped t, read at now, and reports whether it
+// jumped: from is the time of the line before, behind how late that one
+// was read. Lines without a usable time are ignored.
+func (j *jumpDetector) next(t, now time.Time) (from time.Time, behind time.Duration, jumped bool) {
+	if t.Year() < 1971 || t.Year() > 2200 {
+		return time.Time{}, 0, false
 	}
-	return s.prevTime, true
+	jumped = !j.prevTime.IsZero() && j.prevLag >= lagThreshold && t.Sub(j.prevTime) > skipThreshold
+	from, behind = j.prevTime, j.prevLag
+	j.prevTime, j.prevLag = t, now.Sub(t)
+	return from, behind, jumped
 }
 
 // fillWindow reads, before the line stamped to, what the engine still
@@ -365,7 +372,8 @@ func (r *Relay) jumpFrom(s *stream, t time.Time) (time.Time, bool) {
 // deleted some of the window: a marker says which part may be missing (the
 // engine cannot say how many lines it held). A fill that takes longer than
 // fillTimeout is cut short, and what it did not read is marked too.
-func (r *Relay) fillWindow(ctx context.Context, s *stream, containerID string, from, to time.Time, log zerolog.Logger) error {
+func (r *Relay) fillWindow(ctx context.Context, s *stream, containerID string, from, to time.Time, behind time.Duration,
+	log zerolog.Logger) error {
 	lostTo := from
 	switch oldest, ok, err := r.oldestLine(ctx, containerID); {
 	case err != nil:
@@ -382,7 +390,7 @@ func (r *Relay) fillWindow(ctx context.Context, s *stream, containerID string, f
 		lostTo = oldest
 	}
 	if lostTo.Sub(from) > 0 {
-		r.markWindow(s, from, lostTo, log)
+		r.markWindow(s, from, lostTo, behind, log)
 		from = lostTo.Add(-time.Nanosecond) // the oldest line is read below
 	}
 	fctx, cancel := context.WithTimeout(ctx, fillTimeout)
@@ -405,7 +413,7 @@ func (r *Relay) fillWindow(ctx context.Context, s *stream, containerID string, f
 	}
 	if err != nil && to.Sub(last) > skipThreshold {
 		log.Debug().Err(err).Msg("reading what the engine's follower skipped")
-		r.markWindow(s, last, to, log)
+		r.markWindow(s, last, to, behind, log)
 	}
 	return nil
 }
@@ -428,9 +436,8 @@ var errFirstLine = errors.New("first line read")
 
 // markWindow stores and publishes the marker of a window of output that
 // may be lost, and warns in the agent's log.
-func (r *Relay) markWindow(s *stream, from, to time.Time, log zerolog.Logger) {
+func (r *Relay) markWindow(s *stream, from, to time.Time, behind time.Duration, log zerolog.Logger) {
 	s.mu.Lock()
-	behind := s.prevLag
 	r.announceDropsLocked(s) // lines dropped before the window come first
 	r.markLineLocked(s, skipMarker(from, to, behind))
 	s.mu.Unlock()
@@ -518,14 +525,13 @@ func signal(f flushSignal, first, full bool) {
 type stallWatchdog struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
-	now     func() time.Time
 	timer   *time.Timer
 	stalled atomic.Bool
 	armed   bool // only touched by the reading goroutine
 }
 
-func newStallWatchdog(parent context.Context, now func() time.Time) *stallWatchdog {
-	w := &stallWatchdog{now: now}
+func newStallWatchdog(parent context.Context) *stallWatchdog {
+	w := &stallWatchdog{}
 	w.ctx, w.cancel = context.WithCancel(parent)
 	w.timer = time.AfterFunc(time.Hour, func() {
 		w.stalled.Store(true)
@@ -535,10 +541,10 @@ func newStallWatchdog(parent context.Context, now func() time.Time) *stallWatchd
 	return w
 }
 
-// saw notes a line stamped t: behind, it (re)arms the timer; live, it
-// disarms it.
-func (w *stallWatchdog) saw(t time.Time) {
-	behind := !t.IsZero() && w.now().Sub(t) >= lagThreshold
+// saw notes a line stamped t, read at now: behind, it (re)arms the timer;
+// live, it disarms it.
+func (w *stallWatchdog) saw(t, now time.Time) {
+	behind := !t.IsZero() && now.Sub(t) >= lagThreshold
 	switch {
 	case behind:
 		w.timer.Reset(stallTimeout)

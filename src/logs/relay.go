@@ -175,10 +175,6 @@ type stream struct {
 	// drops; dropUnwarned counts the lines dropped since.
 	dropWarned   time.Time
 	dropUnwarned int
-	// prevTime is the engine time of the last container line read;
-	// prevLag how long after that it was read.
-	prevTime time.Time
-	prevLag  time.Duration
 	// lastTime is the time of the newest container line read: a follower
 	// resumes after it. Until resumeKnown it comes from the store.
 	lastTime    time.Time
